@@ -1,0 +1,249 @@
+"""The command line: parse, call, print. Logic lives in the modules it calls."""
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from . import errors
+from .errors import InvalidInput, UserError
+
+EXIT_CODES = """exit codes:
+  0  success            1  a canary failed; changed hosts were rolled back
+  2  bad command line   3  invalid plan or inventory
+  4  build failed       5  a host refused or was unreachable; changed hosts were rolled back
+  6  hosts need attention (rollback incomplete, or the plan said hold)
+  7  the lab could not be set up or torn down   130  interrupted"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ccrollout", description="Roll BPF TCP congestion controls onto a fleet in canary stages.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def fleet_options(sub, inventory_required=True):
+        sub.add_argument("-i", "--inventory", action="append", required=inventory_required, default=None,
+                         metavar="INVENTORY", help="Ansible inventory file or directory (repeatable)")
+        sub.add_argument("-l", "--limit", metavar="PATTERN", help="only hosts that also match PATTERN")
+        sub.add_argument("-f", "--forks", type=int, default=5, help="hosts changed at once (default 5)")
+        sub.add_argument("--journal", metavar="PATH", help="the rollout journal (SQLite)")
+        sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    apply = commands.add_parser("apply", help="roll a plan out in canary stages")
+    fleet_options(apply)
+    apply.add_argument("plan", metavar="PLAN")
+
+    rollback = commands.add_parser("rollback", help="undo a rollout (the last one by default)")
+    fleet_options(rollback)
+    rollback.add_argument("rollout", nargs="?", metavar="ROLLOUT")
+
+    check = commands.add_parser("check", help="validate a plan without touching any host")
+    check.add_argument("-i", "--inventory", action="append", metavar="INVENTORY")
+    check.add_argument("plan", metavar="PLAN")
+
+    facts = commands.add_parser("facts", help="what each host has: kernel, controls, default, counters")
+    fleet_options(facts)
+    facts.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
+
+    history = commands.add_parser("history", help="list past rollouts")
+    history.add_argument("--journal", metavar="PATH")
+    history.add_argument("--json", action="store_true")
+
+    lab = commands.add_parser("lab", help="the local lab fleet (network namespaces with sshd)")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+    up = lab_commands.add_parser("up", help="create (or complete) the lab")
+    up.add_argument("--hosts", type=int, default=3)
+    lab_commands.add_parser("down", help="remove every trace of the lab")
+    lab_commands.add_parser("status", help="what of the lab is up")
+    lab_commands.add_parser("inventory", help="print the path of the lab's inventory")
+    traffic = lab_commands.add_parser("traffic", help="background bulk traffic to the sink")
+    traffic.add_argument("action", choices=("start", "stop"))
+    traffic.add_argument("hosts", nargs="*", metavar="HOST")
+    impair = lab_commands.add_parser("impair", help="set a host's bottleneck, loss and CE marking")
+    impair.add_argument("host")
+    impair.add_argument("--rate", help="bottleneck rate, e.g. 50mbit")
+    impair.add_argument("--loss", help="share of bulk packets dropped, e.g. 2%%")
+    impair.add_argument("--ce", help="share of ECN-capable bulk packets marked CE, e.g. 10%%")
+    impair.add_argument("--clear", action="store_true", help="remove loss and CE marking")
+    return parser
+
+
+def _select_hosts(inventory, pattern: str, limit: str | None):
+    hosts = inventory.select(pattern)
+    if limit:
+        allowed = {host.name for host in inventory.select(limit)}
+        hosts = [host for host in hosts if host.name in allowed]
+    return hosts
+
+
+def _journal(path):
+    from .journal import Journal
+    return Journal(path)
+
+
+def _print_summary(result) -> None:
+    print(f"\n{result.status}: {result.message}")
+    phases = [phase for phase in ("gather", "push+load", "activate", "rollback")
+              if any(phase in report.phases for report in result.hosts.values())]
+    print(f"{'host':<12} {'status':<12} " + " ".join(f"{phase:>10}" for phase in phases))
+    for name, report in result.hosts.items():
+        times = " ".join(f"{report.phases[p]:>9.3f}s" if p in report.phases else f"{'-':>10}" for p in phases)
+        print(f"{name:<12} {report.status:<12} {times}")
+
+
+def cmd_apply(args) -> int:
+    from .inventory import load_inventory
+    from .plan import check_plan_against_inventory, load_plan
+    from .rollout import Runner
+    plan = load_plan(args.plan)
+    inventory = load_inventory(args.inventory)
+    check_plan_against_inventory(plan, inventory)
+    journal = _journal(args.journal)
+    exit_code = errors.EXIT_OK
+    for rollout in plan.rollouts:
+        hosts = _select_hosts(inventory, rollout.hosts, args.limit)
+        if not hosts:
+            raise InvalidInput(f"rollout {rollout.name}: no host matches {rollout.hosts!r}"
+                               + (f" within --limit {args.limit!r}" if args.limit else ""))
+        runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
+        try:
+            result = runner.apply(str(plan.path), rollout)
+        finally:
+            runner.close()
+        _report(args, result)
+        exit_code = result.exit_code
+        if exit_code != errors.EXIT_OK:
+            break
+    return exit_code
+
+
+def cmd_rollback(args) -> int:
+    from .inventory import load_inventory
+    from .rollout import Runner
+    inventory = load_inventory(args.inventory)
+    journal = _journal(args.journal)
+    rollout_id = args.rollout or journal.last_rollout()
+    if rollout_id is None or journal.rollout(rollout_id) is None:
+        raise InvalidInput(f"no rollout {rollout_id!r} in the journal {journal.path}" if rollout_id
+                           else f"the journal {journal.path} holds no rollout")
+    hosts = _select_hosts(inventory, "all", args.limit)
+    runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
+    try:
+        result = runner.rollback(rollout_id)
+    finally:
+        runner.close()
+    _report(args, result)
+    return result.exit_code
+
+
+def cmd_check(args) -> int:
+    from .inventory import load_inventory
+    from .plan import check_plan_against_inventory, load_plan
+    plan = load_plan(args.plan)
+    if args.inventory:
+        check_plan_against_inventory(plan, load_inventory(args.inventory))
+    print(f"{args.plan}: ok ({len(plan.rollouts)} rollouts, {len(plan.algorithms)} algorithms)")
+    return errors.EXIT_OK
+
+
+def cmd_facts(args) -> int:
+    from . import fleet
+    from .inventory import load_inventory
+    hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
+    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars)) for host in hosts}
+    try:
+        outcomes = fleet.fan_out(sessions, lambda s: s.call([{"op": "facts"}, {"op": "counters"}]), args.forks)
+    finally:
+        for session in sessions.values():
+            session.close()
+    answer = {}
+    for name, outcome in outcomes.items():
+        if not outcome.ok:
+            answer[name] = {"unreachable": outcome.error}
+            continue
+        facts = outcome.value[0].get("facts", {})
+        counters = outcome.value[1].get("counters", {}) if len(outcome.value) > 1 else {}
+        answer[name] = {**facts, "counters": {k: counters.get(k) for k in ("OutSegs", "RetransSegs")}}
+    if args.json:
+        json.dump(answer, sys.stdout, indent=2, sort_keys=True)
+        print()
+        return errors.EXIT_OK
+    for name, facts in answer.items():
+        if "unreachable" in facts:
+            print(f"{name}: UNREACHABLE {facts['unreachable']}")
+            continue
+        managed = ", ".join(f"{n}({len(m['users'])} users)" for n, m in facts["managed"].items()) or "none"
+        print(f"{name}: kernel {facts['kernel']}, default {facts['default']}, "
+              f"available {' '.join(facts['available'])}, managed {managed}")
+    return errors.EXIT_OK if all("unreachable" not in f for f in answer.values()) else errors.EXIT_HOST_FAILED
+
+
+def cmd_history(args) -> int:
+    journal = _journal(args.journal)
+    rollouts = journal.rollouts()
+    if args.json:
+        for rollout in rollouts:
+            rollout["changes"] = [dataclasses.asdict(change) for change in journal.changes(rollout["id"])]
+            rollout["verdicts"] = [e["data"] for e in journal.events(rollout["id"]) if e["kind"] == "verdict"]
+        json.dump(rollouts, sys.stdout, indent=2)
+        print()
+        return errors.EXIT_OK
+    for rollout in rollouts:
+        print(f"{rollout['id']}  {rollout['status']:<12} {rollout['algorithm']:<16} {rollout['plan']}")
+    return errors.EXIT_OK
+
+
+def cmd_lab(args) -> int:
+    from . import lab
+    if args.lab_command == "up":
+        print(lab.up(hosts=args.hosts))
+    elif args.lab_command == "down":
+        lab.down()
+    elif args.lab_command == "status":
+        json.dump(lab.status(), sys.stdout, indent=2, sort_keys=True, default=str)
+        print()
+    elif args.lab_command == "inventory":
+        print(lab.inventory_path())
+    elif args.lab_command == "traffic":
+        if args.action == "start":
+            lab.traffic_start(args.hosts or None)
+        else:
+            lab.traffic_stop()
+    elif args.lab_command == "impair":
+        lab.impair(args.host, rate=args.rate, loss=args.loss, ce=args.ce, clear=args.clear)
+    return errors.EXIT_OK
+
+
+def _progress(args):
+    if getattr(args, "json", False):
+        return lambda text: print(text, file=sys.stderr, flush=True)
+    return lambda text: print(text, flush=True)
+
+
+def _report(args, result) -> None:
+    if args.json:
+        json.dump(result.as_dict(), sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        _print_summary(result)
+
+
+COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
+            "history": cmd_history, "lab": cmd_lab}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"ccrollout: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ccrollout: interrupted", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

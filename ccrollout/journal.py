@@ -1,0 +1,130 @@
+"""The controller's record of rollouts, in SQLite.
+
+A change is written as 'intended' before it is made and marked 'done' (or
+'failed') after, with what it replaced; a rollback marks it 'undone'. So
+after a crash the journal still names every host that may have been changed.
+"""
+
+import json
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollouts (
+    id TEXT PRIMARY KEY,
+    plan TEXT NOT NULL,
+    rollout TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL            -- running | completed | rolled_back | failed | held
+);
+CREATE TABLE IF NOT EXISTS changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+    host TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    algorithm TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    previous_default TEXT,
+    state TEXT NOT NULL,            -- intended | done | failed | undone
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+    time REAL NOT NULL,
+    stage INTEGER,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+"""
+
+
+def default_path() -> Path:
+    base = os.environ.get("CCROLLOUT_HOME") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "ccrollout")
+    return Path(base) / "journal.sqlite"
+
+
+@dataclass(frozen=True)
+class Change:
+    id: int
+    rollout_id: str
+    host: str
+    stage: int
+    algorithm: str
+    digest: str
+    previous_default: str | None
+    state: str
+
+
+class Journal:
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Threads of one controller share it; sqlite serialises the writes.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def start_rollout(self, plan: str, rollout: str, algorithm: str, digest: str) -> str:
+        rollout_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self._db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+                         (rollout_id, plan, rollout, algorithm, digest, time.time()))
+        return rollout_id
+
+    def finish_rollout(self, rollout_id: str, status: str) -> None:
+        self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?",
+                         (time.time(), status, rollout_id))
+
+    def intend(self, rollout_id: str, host: str, stage: int, algorithm: str, digest: str) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO changes (rollout_id, host, stage, algorithm, digest, previous_default, state, updated)"
+            " VALUES (?, ?, ?, ?, ?, NULL, 'intended', ?)",
+            (rollout_id, host, stage, algorithm, digest, time.time()))
+        return cursor.lastrowid
+
+    def mark(self, change_id: int, state: str, previous_default: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE changes SET state = ?, previous_default = COALESCE(?, previous_default), updated = ?"
+            " WHERE id = ?", (state, previous_default, time.time(), change_id))
+
+    def event(self, rollout_id: str, stage: int | None, kind: str, data: dict) -> None:
+        self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                         (rollout_id, time.time(), stage, kind, json.dumps(data, sort_keys=True)))
+
+    def last_rollout(self) -> str | None:
+        row = self._db.execute("SELECT id FROM rollouts ORDER BY started DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def rollout(self, rollout_id: str) -> dict | None:
+        row = self._db.execute("SELECT id, plan, rollout, algorithm, digest, started, finished, status"
+                               " FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "plan", "rollout", "algorithm", "digest", "started", "finished", "status")
+        return dict(zip(keys, row))
+
+    def rollouts(self) -> list[dict]:
+        ids = [row[0] for row in self._db.execute("SELECT id FROM rollouts ORDER BY started")]
+        return [self.rollout(rollout_id) for rollout_id in ids]
+
+    def changes(self, rollout_id: str, states: tuple[str, ...] | None = None) -> list[Change]:
+        rows = self._db.execute(
+            "SELECT id, rollout_id, host, stage, algorithm, digest, previous_default, state"
+            " FROM changes WHERE rollout_id = ? ORDER BY id", (rollout_id,)).fetchall()
+        changes = [Change(*row) for row in rows]
+        return [c for c in changes if states is None or c.state in states]
+
+    def events(self, rollout_id: str) -> list[dict]:
+        rows = self._db.execute("SELECT time, stage, kind, data FROM events WHERE rollout_id = ?"
+                                " ORDER BY time", (rollout_id,)).fetchall()
+        return [{"time": t, "stage": s, "kind": k, "data": json.loads(d)} for t, s, k, d in rows]

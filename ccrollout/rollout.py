@@ -1,0 +1,235 @@
+"""One rollout from plan to fleet: build, gather, stage by stage change-bake-judge,
+and roll back by itself when a stage fails. Also the manual rollback.
+
+Every change is journaled before it is made. Hosts of later stages are never
+touched when an earlier stage fails.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from . import build, canary, fleet, judge
+from .errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, EXIT_ROLLED_BACK, HostFailed
+from .journal import Journal
+from .plan import stage_batches
+
+PHASES = ("gather", "push+load", "activate", "rollback")
+
+
+@dataclass
+class HostReport:
+    name: str
+    status: str = "untouched"       # untouched | ok | changed | rolled back | failed
+    stage: int | None = None
+    error: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    rollout_id: str | None
+    status: str
+    exit_code: int
+    message: str
+    hosts: dict[str, HostReport]
+    verdicts: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "rollout": self.rollout_id, "status": self.status, "exit_code": self.exit_code,
+            "message": self.message, "verdicts": self.verdicts,
+            "hosts": {name: vars(report) for name, report in self.hosts.items()},
+        }
+
+
+def _limits(rollout) -> judge.Limits:
+    health = rollout.health
+    return judge.Limits(max_retransmit_ratio=health.max_retransmit_ratio, max_increase=health.max_increase,
+                        min_segments=health.min_segments, max_fail_fraction=rollout.max_fail_percentage,
+                        on_inconclusive=health.on_inconclusive)
+
+
+def _check_results(outcome: fleet.Outcome) -> str | None:
+    """The first error of a host's batch, or None when every action succeeded."""
+    if not outcome.ok:
+        return outcome.error
+    for result in outcome.value:
+        if not result.get("ok"):
+            log = result.get("log", "").strip()
+            return f"{outcome.host}: {result['error']}" + (f"\n{log}" if log else "")
+    return None
+
+
+class Runner:
+    """Carries the fleet, the journal and the operator's options through one command."""
+
+    def __init__(self, inventory_hosts, journal: Journal, forks: int = 5, progress=print):
+        self.targets = {host.name: fleet.Target.from_vars(host.name, host.vars) for host in inventory_hosts}
+        self.sessions: dict[str, fleet.Session] = {}
+        self.journal = journal
+        self.forks = forks
+        self.progress = progress
+        self.reports = {name: HostReport(name) for name in self.targets}
+
+    def close(self) -> None:
+        for session in self.sessions.values():
+            session.close()
+
+    def session(self, name: str) -> fleet.Session:
+        if name not in self.sessions:
+            self.sessions[name] = fleet.Session(self.targets[name])
+        return self.sessions[name]
+
+    def _phase(self, phase: str, hosts, work) -> dict[str, fleet.Outcome]:
+        outcomes = fleet.fan_out({name: self.session(name) for name in hosts}, work, self.forks)
+        for name, outcome in outcomes.items():
+            self.reports[name].phases[phase] = round(self.reports[name].phases.get(phase, 0) + outcome.seconds, 3)
+        return outcomes
+
+    # -- apply ---------------------------------------------------------------
+
+    def apply(self, plan_path: str, rollout) -> Result:
+        algorithm = rollout.algorithm
+        built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags))
+        self.progress(f"built {built.name} {built.digest[:12]}{' (cached)' if built.cached else ''}")
+        hosts = list(self.targets)
+
+        outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
+        failures = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
+        if failures:
+            for name, error in failures.items():
+                self.reports[name].error = error
+            raise HostFailed("nothing was changed; these hosts cannot be reached:\n  "
+                             + "\n  ".join(failures.values()))
+
+        rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest)
+        self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
+        result = self._stages(rollout_id, rollout, built, hosts)
+        self.journal.finish_rollout(rollout_id, result.status)
+        return result
+
+    def _stages(self, rollout_id: str, rollout, built: build.BuiltObject, hosts: list[str]) -> Result:
+        limits, changed, verdicts = _limits(rollout), [], []
+        batches = stage_batches(rollout.stages, hosts)
+        for stage, batch in enumerate(batches, start=1):
+            later = [name for name in hosts if name not in changed and name not in batch]
+            self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
+                          + (f" (control: {', '.join(later)})" if later else ""))
+            baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
+                                                rollout.baseline_seconds, self.forks)
+            error = self._change(rollout_id, stage, built, batch, changed)
+            if error:
+                self.progress(f"  {error}")
+                undone = self.roll_back_hosts(rollout_id, changed)
+                status = "rolled_back" if undone else "failed"
+                return Result(rollout_id, status, EXIT_HOST_FAILED if undone else EXIT_NEEDS_ATTENTION,
+                              error, self.reports, verdicts)
+            verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
+                                  baselines, limits, rollout.bake_seconds, rollout.interval_seconds,
+                                  self.forks, self.progress)
+            record = {"stage": stage, "hosts": batch, "outcome": verdict.outcome, "reasons": list(verdict.reasons)}
+            verdicts.append(record)
+            self.journal.event(rollout_id, stage, "verdict", record)
+            for reason in verdict.reasons:
+                self.progress(f"  {reason}")
+            self.progress(f"  verdict: {verdict.outcome}")
+            if not verdict.passed:
+                message = f"stage {stage} did not pass ({verdict.outcome})"
+                if rollout.on_failure == "hold":
+                    return Result(rollout_id, "held", EXIT_NEEDS_ATTENTION,
+                                  message + "; holding as the plan says", self.reports, verdicts)
+                undone = self.roll_back_hosts(rollout_id, changed)
+                return Result(rollout_id, "rolled_back" if undone else "failed",
+                              EXIT_ROLLED_BACK if undone else EXIT_NEEDS_ATTENTION,
+                              message + ("; rolled back" if undone else "; rollback incomplete"),
+                              self.reports, verdicts)
+        return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
+                      self.reports, verdicts)
+
+    def _change(self, rollout_id: str, stage: int, built: build.BuiltObject, batch: list[str],
+                changed: list[str]) -> str | None:
+        """Load and activate on BATCH; returns the first error, with every touched host in CHANGED."""
+        change_ids = {name: self.journal.intend(rollout_id, name, stage, built.name, built.digest)
+                      for name in batch}
+        for name in batch:
+            self.reports[name].stage = stage
+        changed.extend(batch)  # from here on a rollback must visit them, whatever happens
+
+        def load(session: fleet.Session):
+            session.push_object(str(built.path), built.digest)
+            return session.call([{"op": "install", "name": built.name, "digest": built.digest}])
+
+        def activate(session: fleet.Session):
+            return session.call([{"op": "activate", "name": built.name, "digest": built.digest}])
+
+        first_error = None
+        ready = batch
+        for phase, work in (("push+load", load), ("activate", activate)):
+            outcomes = self._phase(phase, ready, work)
+            ready = []
+            for name, outcome in outcomes.items():
+                error = _check_results(outcome)
+                if error:
+                    self.reports[name].status, self.reports[name].error = "failed", error
+                    self.journal.mark(change_ids[name], "failed")
+                    first_error = first_error or error
+                    continue
+                ready.append(name)
+                if phase == "activate":
+                    result = outcome.value[-1]
+                    self.journal.mark(change_ids[name], "done", result.get("previous"))
+                    self.reports[name].status = "changed" if result["changed"] else "ok"
+            if first_error:
+                return first_error
+        for name in batch:
+            self.progress(f"  {name}: {self.reports[name].status}")
+        return None
+
+    # -- rollback ------------------------------------------------------------
+
+    def roll_back_hosts(self, rollout_id: str, hosts: list[str]) -> bool:
+        """Undo ROLLOUT_ID's changes on HOSTS; True when every one of them is undone."""
+        wanted = set(hosts)
+        changes = [c for c in self.journal.changes(rollout_id, ("intended", "done", "failed"))
+                   if c.host in wanted]
+        return self.undo(changes)
+
+    def undo(self, changes) -> bool:
+        by_host = {change.host: change for change in changes}
+        missing = [host for host in by_host if host not in self.targets]
+        if missing:
+            self.progress(f"  not in the inventory, cannot roll back: {', '.join(missing)}")
+
+        def deactivate(session: fleet.Session):
+            change = by_host[session.target.name]
+            return session.call([{"op": "deactivate", "name": change.algorithm,
+                                  "restore": change.previous_default}])
+
+        outcomes = self._phase("rollback", [h for h in by_host if h in self.targets], deactivate)
+        all_undone = not missing
+        for name, outcome in outcomes.items():
+            error = _check_results(outcome)
+            if error:
+                all_undone = False
+                self.reports[name].status, self.reports[name].error = "failed", error
+                self.progress(f"  rollback failed: {error}")
+                continue
+            result = outcome.value[-1]
+            self.journal.mark(by_host[name].id, "undone")
+            self.reports[name].status = "rolled back"
+            self.progress(f"  {name}: rolled back (default {result.get('restored') or 'unchanged'}"
+                          f"{', unloaded' if result.get('unloaded') else ''})")
+        return all_undone
+
+    def rollback(self, rollout_id: str) -> Result:
+        changes = self.journal.changes(rollout_id, ("intended", "done", "failed"))
+        if not changes:
+            return Result(rollout_id, "nothing to do", EXIT_OK,
+                          f"rollout {rollout_id} has no change left to undo", self.reports)
+        started = time.monotonic()
+        undone = self.undo(changes)
+        status = "rolled_back" if undone else "failed"
+        self.journal.finish_rollout(rollout_id, status)
+        message = (f"rolled back {len(changes)} hosts in {time.monotonic() - started:.1f}s" if undone
+                   else "some hosts could not be rolled back; run rollback again")
+        return Result(rollout_id, status, EXIT_OK if undone else EXIT_NEEDS_ATTENTION, message, self.reports)
