@@ -1,0 +1,47 @@
+#!/bin/bash
+# The main job against the local lab: a good control promoted through every
+# stage, rolled back by hand, then a broken one caught and rolled back at its
+# first stage. Leaves the machine as it found it (KEEP_LAB=1 keeps the lab up).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ccrollout=.venv/bin/ccrollout
+export CCROLLOUT_HOME="${CCROLLOUT_HOME:-$PWD/.demo}"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+finish() {
+    if [ "${KEEP_LAB:-0}" != 1 ]; then
+        step "ccrollout lab down"
+        "$ccrollout" lab traffic stop >/dev/null 2>&1 || true
+        "$ccrollout" lab down
+    fi
+}
+trap finish EXIT
+
+step "ccrollout lab up --hosts 3"
+inventory="$("$ccrollout" lab up --hosts 3)" || exit 1
+echo "inventory: $inventory"
+"$ccrollout" lab traffic start || exit 1
+
+step "ccrollout check playbooks/lab-reno.yaml"
+"$ccrollout" check -i "$inventory" playbooks/lab-reno.yaml || exit 1
+
+step "ccrollout apply playbooks/lab-reno.yaml   (expect: promoted through every stage)"
+"$ccrollout" apply -i "$inventory" playbooks/lab-reno.yaml
+status=$?
+echo "exit code $status"
+[ "$status" = 0 ] || exit 1
+"$ccrollout" facts -i "$inventory" lab
+
+step "ccrollout rollback   (undo it by hand)"
+"$ccrollout" rollback -i "$inventory" || exit 1
+"$ccrollout" facts -i "$inventory" lab
+
+step "ccrollout apply playbooks/lab-broken.yaml   (expect: caught and rolled back at stage 1)"
+"$ccrollout" apply -i "$inventory" playbooks/lab-broken.yaml
+status=$?
+echo "exit code $status (1 = a canary failed and was rolled back)"
+[ "$status" = 1 ] || exit 1
+"$ccrollout" facts -i "$inventory" lab
+
+step "ccrollout history"
+"$ccrollout" history
