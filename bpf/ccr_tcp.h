@@ -52,10 +52,23 @@ typedef _Bool bool;
 #define CA_EVENT_ECN_IS_CE 5
 
 /* tcp_sock.ecn_flags */
-#define TCP_ECN_OK 1
+#define TCP_ECN_OK 1 /* RFC 3168 ECN negotiated (TCP_ECN_MODE_RFC3168 since 6.18) */
 #define TCP_ECN_QUEUE_CWR 2
-#define TCP_ECN_DEMAND_CWR 4
+#define TCP_ECN_DEMAND_CWR 4 /* the receiver sets ECE on the ACKs it sends */
 #define TCP_ECN_SEEN 8
+#define TCP_ECN_MODE_ACCECN 0x10 /* Accurate ECN negotiated (AccECN kernels; unused before) */
+
+/* enum inet_csk_ack_state_t: inet_connection_sock.icsk_ack.pending */
+#define ICSK_ACK_TIMER 0x2 /* a delayed ACK is armed */
+#define ICSK_ACK_NOW 0x10  /* send the next ACK at once */
+
+/* sock_common.skc_state: the TCP states a control's init may run in before a connection */
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
+
+/* bpf_setsockopt() level and option that switch a socket's control */
+#define SOL_TCP 6
+#define TCP_CONGESTION 13
 
 /* inet_connection_sock.icsk_ca_priv is 13 u64 words: per-socket state of a control */
 #define ICSK_CA_PRIV_SIZE (13 * sizeof(__u64))
@@ -75,12 +88,16 @@ struct inet_sock {
 struct inet_connection_sock {
 	struct inet_sock icsk_inet;
 	__u8 icsk_ca_state : 5;
+	struct {
+		__u8 pending; /* ICSK_ACK_* */
+	} CCR_CO_RE icsk_ack;
 	__u64 icsk_ca_priv[13];
 } CCR_CO_RE;
 
 struct tcp_sock {
 	struct inet_connection_sock inet_conn;
 	__u32 rcv_nxt;
+	__u32 snd_nxt;
 	__u32 snd_una;
 	__u32 snd_cwnd;
 	__u32 snd_cwnd_cnt;
