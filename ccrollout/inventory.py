@@ -1,0 +1,946 @@
+"""Ansible-compatible inventories and host patterns.
+
+What is read, and how, follows Ansible (ansible-core 2.x) so that an inventory
+that works with ``ansible -i`` selects the same hosts here:
+
+- INI files: ``[group]``, ``[group:children]``, ``[group:vars]``, hosts before
+  any section are ungrouped, inline ``key=value`` host variables (values go
+  through ``ast.literal_eval`` as Ansible does: ``port=22`` is an int, ``x="a b"``
+  a string), ``host:port``, ranges ``web[01:20].example.com``, ``db-[a:f]``,
+  ``n[0:10:2]``.
+- YAML files (``.yml``, ``.yaml``, ``.json``; an extension-less file is tried as
+  YAML first, as Ansible's plugin order does): top-level keys are groups, each with
+  ``hosts`` / ``children`` / ``vars``.
+- ``group_vars/`` and ``host_vars/`` beside each ``-i`` source (its directory, or
+  the source itself when it is a directory): ``NAME``, ``NAME.yml``, ``NAME.yaml``,
+  ``NAME.json`` (the first that exists), or a directory ``NAME/`` of such files.
+- several sources, a directory of inventory files, ``"a,b,"`` host lists.
+- implicit groups ``all`` and ``ungrouped``.
+
+Variables merge as Ansible's defaults do (later wins, top-level keys replaced):
+inventory ``all`` vars < inventory group vars (by depth, ``ansible_group_priority``,
+name) < ``group_vars/all`` < ``group_vars/GROUP`` (same order) < inventory host
+vars < ``host_vars/HOST``.
+
+Deliberately stricter than Ansible, because a typo here puts a change on the
+wrong hosts: unknown keys in YAML groups, duplicate YAML keys and non-mapping
+group or host entries are errors, not warnings; executable inventory scripts and
+inventory plugin configs are not run; there is no implicit ``localhost``.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import ipaddress
+import os
+import re
+import shlex
+import string
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ccrollout.diagnostics import (
+    Diagnostics,
+    YAMLSyntaxError,
+    did_you_mean,
+    format_doc_path,
+    load_marked_yaml,
+    suggest,
+)
+from ccrollout.errors import InvalidInput
+
+__all__ = [
+    "Host",
+    "Group",
+    "Inventory",
+    "load_inventory",
+    "expand_host_range",
+    "split_host_pattern",
+]
+
+YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+# Names skipped when a directory is an inventory source (Ansible's INVENTORY_IGNORE_*).
+_IGNORED_NAMES = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$")
+_IGNORED_EXTENSIONS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
+                       ".orig", ".cfg", ".retry")
+_MAX_RANGE_HOSTS = 100_000
+
+_SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
+_GROUP_NAME_RE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
+_BRACKETED_HOSTPORT_RE = re.compile(r"^\[(.+)\]:([0-9]+)$")
+_HOSTPORT_RE = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
+# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:].
+_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+_PATTERN_TERM_RE = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+
+
+@dataclass(frozen=True)
+class Host:
+    """One inventory host.
+
+    ``vars`` is the fully merged variable dict (group and host variables, files
+    included); ``groups`` every group the host belongs to, directly or through a
+    child group, in inventory order, ``all`` first.
+    """
+
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    @property
+    def group_names(self) -> list[str]:
+        """Ansible's ``group_names``: sorted, without ``all`` and ``ungrouped``."""
+        return sorted(g for g in self.groups if g not in ("all", "ungrouped"))
+
+
+@dataclass(frozen=True, eq=False)
+class Group:
+    """One inventory group: its own variables (from the inventory sources, not
+    group_vars files), direct hosts, child and parent groups."""
+
+    name: str
+    vars: dict[str, Any]
+    hosts: tuple[str, ...]
+    children: tuple[str, ...]
+    parents: tuple[str, ...]
+    depth: int = 0
+    priority: int = 1
+
+
+class Inventory:
+    """Hosts and groups, and Ansible's host patterns over them."""
+
+    def __init__(self, hosts: dict[str, Host], groups: dict[str, Group], sources: Iterable[str] = (), *,
+                 export_group_vars: dict[str, dict[str, Any]] | None = None,
+                 export_host_vars: dict[str, dict[str, Any]] | None = None):
+        self.hosts: dict[str, Host] = dict(hosts)
+        self.groups: dict[str, Group] = dict(groups)
+        self.sources: tuple[str, ...] = tuple(sources)
+        self._group_hosts: dict[str, list[Host]] = {}
+        # For to_ansible_list(export=True): a group's own vars with its group_vars
+        # files, a host's own vars with its host_vars files.
+        self._export_group_vars = export_group_vars or {}
+        self._export_host_vars = export_host_vars or {}
+
+    def __repr__(self) -> str:
+        return f"Inventory({len(self.hosts)} hosts, {len(self.groups)} groups)"
+
+    def group_names(self) -> list[str]:
+        """All group names, sorted (as ``ansible`` lists them), ``all`` and ``ungrouped`` included."""
+        return sorted(self.groups)
+
+    def group_hosts(self, name: str) -> list[Host]:
+        """The hosts of a group and of its descendants, in Ansible's order:
+        the group's own hosts, then its children's, level by level."""
+        if name not in self._group_hosts:
+            ordered = [name, *self.groups[name].children]
+            seen: set[str] = set()
+            level = list(dict.fromkeys(ordered))
+            while level:
+                seen.update(level)
+                following: list[str] = []
+                for group in level:
+                    ordered.extend(self.groups[group].children)
+                    following.extend(self.groups[group].children)
+                level = [g for g in dict.fromkeys(following) if g not in seen]
+            hosts: dict[str, Host] = {}
+            for group in ordered:
+                for host in self.groups[group].hosts:
+                    hosts.setdefault(host, self.hosts[host])
+            self._group_hosts[name] = list(hosts.values())
+        return list(self._group_hosts[name])
+
+    # -- patterns ---------------------------------------------------------------
+
+    def select(self, pattern: str) -> list[Host]:
+        """The hosts an Ansible host pattern names, in the order ``ansible --list-hosts`` gives.
+
+        ``group``, ``host``, ``a:b`` / ``a,b`` (union), ``a:&b`` (intersection),
+        ``a:!b`` (exclusion), globs ``web*``, regexes ``~web\\d+``, subscripts
+        ``group[0]``, ``group[-1]``, ``group[0:2]`` (inclusive, as Ansible). Nothing
+        matched gives []. An invalid regex raises InvalidInput.
+        """
+        terms = _order_terms(split_host_pattern(pattern))
+        selected: list[Host] = []
+        for term in terms:
+            if term in self.hosts:
+                selected.append(self.hosts[term])
+                continue
+            matched = self._match_term(term)
+            if term[0] == "!":
+                excluded = {h.name for h in matched}
+                selected = [h for h in selected if h.name not in excluded]
+            elif term[0] == "&":
+                kept = {h.name for h in matched}
+                selected = [h for h in selected if h.name in kept]
+            else:
+                present = {h.name for h in selected}
+                selected.extend(h for h in matched if h.name not in present)
+        return list({h.name: h for h in selected}.values())
+
+    def unmatched_terms(self, pattern: str) -> list[str]:
+        """The terms of a pattern that name no group and match no host: likely typos."""
+        unmatched = []
+        for term in split_host_pattern(pattern):
+            bare = term[1:] if term[0] in "&!" else term
+            if bare in self.hosts:
+                continue
+            expression, _ = _split_subscript(bare)
+            if not self._match_names(self.groups, expression) and not self._match_names(self.hosts, expression):
+                unmatched.append(term)
+        return unmatched
+
+    def suggest(self, name: str) -> list[str]:
+        """Group or host names near ``name`` (for 'did you mean'), best first."""
+        bare = name.lstrip("&!")
+        bare, _ = _split_subscript(bare) if bare else (bare, None)
+        return suggest(bare, [*self.groups, *self.hosts], n=3)
+
+    def did_you_mean(self, name: str) -> str:
+        """``"; did you mean group 'lab'?"`` or ``""``."""
+        close = self.suggest(name)
+        if not close:
+            return ""
+        kind = "group" if close[0] in self.groups else "host"
+        return f"; did you mean {kind} {close[0]!r}?"
+
+    def _match_term(self, term: str) -> list[Host]:
+        bare = term[1:] if term[0] in "&!" else term
+        expression, subscript = _split_subscript(bare)
+        hosts: list[Host] = []
+        groups = self._match_names(self.groups, expression)
+        for group in groups:
+            hosts.extend(self.group_hosts(group))
+        if not groups or expression[0] == "~" or any(c in expression for c in ".?*["):
+            hosts.extend(self.hosts[name] for name in self._match_names(self.hosts, expression))
+        return _apply_subscript(hosts, subscript)
+
+    @staticmethod
+    def _match_names(names: Iterable[str], expression: str) -> list[str]:
+        try:
+            if expression[0] == "~":
+                matcher = re.compile(expression[1:])
+            else:
+                matcher = re.compile(fnmatch.translate(expression))
+        except re.error as exc:
+            raise InvalidInput(f"invalid host pattern {expression!r}: {exc}") from None
+        return [name for name in names if matcher.match(name)]
+
+    # -- output -------------------------------------------------------------------
+
+    def to_ansible_list(self, export: bool = False) -> dict[str, Any]:
+        """The inventory as ``ansible-inventory --list`` prints it.
+
+        Groups with ``hosts`` / ``children`` (empty keys and empty groups left out),
+        and ``_meta.hostvars`` with each host's merged variables. With ``export``,
+        as ``--list --export``: each group also carries its own ``vars`` and
+        hostvars are the host's own (inventory and host_vars) variables.
+        """
+        result: dict[str, Any] = {}
+        seen: set[str] = set()
+
+        def emit(name: str) -> None:
+            group = self.groups[name]
+            entry: dict[str, Any] = {}
+            if name != "all":
+                entry["hosts"] = list(group.hosts)
+            entry["children"] = list(group.children)
+            result[name] = entry
+            for child in group.children:
+                if child not in seen:
+                    seen.add(child)
+                    emit(child)
+            if export:
+                entry["vars"] = dict(self._export_group_vars.get(name, group.vars))
+            for key in [k for k, v in entry.items() if not v]:
+                del entry[key]
+            if not entry:
+                del result[name]
+
+        emit("all")
+        hostvars = {}
+        for host in self.hosts.values():
+            values = self._export_host_vars.get(host.name, {}) if export else host.vars
+            if values:
+                hostvars[host.name] = dict(values)
+        result["_meta"] = {"hostvars": hostvars}
+        return result
+
+
+# -- host patterns ------------------------------------------------------------------
+
+
+def split_host_pattern(pattern: str) -> list[str]:
+    """Split a pattern into terms: on commas if it has any, else on colons that are
+    not inside ``[...]`` (an IPv6 address stays whole)."""
+    if not isinstance(pattern, str):
+        raise InvalidInput(f"a host pattern must be a string, got {pattern!r}")
+    if "," in pattern:
+        terms = pattern.split(",")
+    else:
+        try:
+            ipaddress.IPv6Address(pattern.strip())
+            terms = [pattern]
+        except ValueError:
+            terms = _PATTERN_TERM_RE.findall(pattern)
+    return [t.strip() for t in terms if t.strip() and t.strip() not in ("&", "!")]
+
+
+def _order_terms(terms: list[str]) -> list[str]:
+    """Unions first, then intersections, then exclusions; only ``&``/``!`` terms mean 'all' first."""
+    regular = [t for t in terms if t[0] not in "&!"]
+    intersections = [t for t in terms if t[0] == "&"]
+    exclusions = [t for t in terms if t[0] == "!"]
+    return (regular or ["all"]) + intersections + exclusions
+
+
+def _split_subscript(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
+    if not pattern or pattern[0] == "~":
+        return pattern, None
+    match = _SUBSCRIPT_RE.match(pattern)
+    if not match:
+        return pattern, None
+    expression, index, start, _separator, end = match.groups()
+    if index:
+        return expression, (int(index), None)
+    return expression, (int(start), int(end) if end else -1)
+
+
+def _apply_subscript(hosts: list[Host], subscript: tuple[int, int | None] | None) -> list[Host]:
+    # Ansible's [x:y] is inclusive, and [x:] runs to the end.
+    if not hosts or not subscript:
+        return hosts
+    start, end = subscript
+    if end:
+        if end == -1:
+            end = len(hosts) - 1
+        return hosts[start:end + 1]
+    try:
+        return [hosts[start]]
+    except IndexError:
+        return []
+
+
+# -- host names and ranges ---------------------------------------------------------------
+
+
+def expand_host_range(pattern: str) -> list[str]:
+    """``web[01:03].x`` -> ``web01.x web02.x web03.x``; ``db-[a:c]``; ``n[0:10:5]``; several ranges.
+
+    Raises ValueError for a malformed range.
+    """
+    start = pattern.find("[")
+    if start < 0:
+        return [pattern]
+    end = pattern.find("]", start)
+    if end < 0:
+        raise ValueError(f"unclosed '[' in host range {pattern!r}")
+    head, body, tail = pattern[:start], pattern[start + 1:end], pattern[end + 1:]
+    bounds = body.split(":")
+    if len(bounds) not in (2, 3):
+        raise ValueError(f"a host range is [begin:end] or [begin:end:step], got [{body}] in {pattern!r}")
+    first, last = bounds[0] or "0", bounds[1]
+    if not last:
+        raise ValueError(f"a host range needs an end, got [{body}] in {pattern!r}")
+    step = 1
+    if len(bounds) == 3:
+        if not bounds[2].isdigit() or int(bounds[2]) < 1:
+            raise ValueError(f"a host range step must be a positive number, got [{body}] in {pattern!r}")
+        step = int(bounds[2])
+    if len(first) == 1 and len(last) == 1 and first in string.ascii_letters and last in string.ascii_letters:
+        low, high = string.ascii_letters.index(first), string.ascii_letters.index(last)
+        if low > high:
+            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
+        items = list(string.ascii_letters[low:high + 1:step])
+    elif first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
+        width = len(first) if first.startswith("0") and len(first) > 1 else 0
+        if width and len(last) != width:
+            raise ValueError(f"a zero-padded host range needs begin and end of the same width, "
+                             f"got [{body}] in {pattern!r}")
+        low, high = int(first), int(last)
+        if low > high:
+            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
+        if (high - low) // step + 1 > _MAX_RANGE_HOSTS:
+            raise ValueError(f"host range [{body}] in {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
+        items = [str(i).zfill(width) for i in range(low, high + 1, step)]
+    else:
+        raise ValueError(f"a host range is numeric like [01:20] or one letter to one letter "
+                         f"like [a:f], got [{body}] in {pattern!r}")
+    hosts: list[str] = []
+    for item in items:
+        hosts.extend(expand_host_range(head + item + tail))
+        if len(hosts) > _MAX_RANGE_HOSTS:
+            raise ValueError(f"host pattern {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
+    return hosts
+
+
+def _parse_host_pattern(text: str) -> tuple[list[str], int | None]:
+    """A host pattern with an optional ``:port`` -> (host names, port). ValueError if bad."""
+    text = text.strip()
+    port: int | None = None
+    match = _BRACKETED_HOSTPORT_RE.match(text) or _HOSTPORT_RE.match(text)
+    if match:
+        text, port = match.group(1), int(match.group(2))
+    elif text.endswith(":"):
+        raise ValueError(f"invalid host {text!r}: a trailing ':' must be followed by a port number")
+    if text.startswith("[") and text.endswith("]"):
+        try:  # [IPv6] without a port
+            ipaddress.IPv6Address(text[1:-1])
+            text = text[1:-1]
+        except ValueError:
+            pass
+    if not text:
+        raise ValueError("empty host name")
+    if text == "---":
+        raise ValueError("'---' is not a host name; is this a YAML file without a .yml or .yaml extension?")
+    try:
+        ipaddress.IPv6Address(text)
+        return [text], port
+    except ValueError:
+        pass
+    return expand_host_range(text), port
+
+
+def _parse_ini_value(text: str) -> Any:
+    """Ansible's INI value rule: a Python literal if it is one, else the string."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k) if not isinstance(k, (list, dict)) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, complex) or value is Ellipsis:
+        return "..." if value is Ellipsis else str(value)
+    return value
+
+
+# -- building -----------------------------------------------------------------------------
+
+
+@dataclass
+class _GroupData:
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, None] = field(default_factory=dict)  # an ordered set
+    children: list[str] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    priority: int = 1
+
+
+@dataclass
+class _HostData:
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, None] = field(default_factory=dict)  # direct groups, an ordered set
+
+
+class _Builder:
+    """Mutable inventory while sources are read, like Ansible's InventoryData."""
+
+    def __init__(self, diagnostics: Diagnostics):
+        self.diagnostics = diagnostics
+        self.groups: dict[str, _GroupData] = {}
+        self.hosts: dict[str, _HostData] = {}
+        self._ancestor_cache: dict[str, set[str]] = {}
+        self.add_group("all")
+        self.add_group("ungrouped")
+        self.add_child("all", "ungrouped")
+
+    def add_group(self, name: str) -> None:
+        if name not in self.groups:
+            self.groups[name] = _GroupData(name)
+
+    def add_host(self, name: str, group: str, port: int | None = None) -> None:
+        if name not in self.hosts:
+            self.hosts[name] = _HostData(name)
+            if port is not None:
+                self.hosts[name].vars["ansible_port"] = port
+        self.groups[group].hosts[name] = None
+        self.hosts[name].groups[group] = None
+
+    def set_group_variable(self, group: str, key: str, value: Any) -> None:
+        # As Ansible: the priority orders groups of equal depth when merging, and is not a variable.
+        if key == "ansible_group_priority":
+            try:
+                self.groups[group].priority = int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"ansible_group_priority must be a whole number, got {value!r}") from None
+        else:
+            self.groups[group].vars[key] = value
+
+    def add_child(self, parent: str, child: str) -> None:
+        """Make ``child`` a child group of ``parent``. ValueError for a loop."""
+        if child == "all":
+            raise ValueError(f"group 'all' cannot be a child of {parent!r}")
+        if child == parent or parent in self._descendants(child):
+            raise ValueError(f"making {child!r} a child of {parent!r} creates a loop of groups")
+        if child not in self.groups[parent].children:
+            self.groups[parent].children.append(child)
+            self.groups[child].parents.append(parent)
+            self._ancestor_cache.clear()
+
+    def _descendants(self, name: str) -> set[str]:
+        found: set[str] = set()
+        stack = list(self.groups[name].children)
+        while stack:
+            group = stack.pop()
+            if group not in found:
+                found.add(group)
+                stack.extend(self.groups[group].children)
+        return found
+
+    def _ancestors(self, name: str) -> set[str]:
+        if name not in self._ancestor_cache:
+            found: set[str] = set()
+            stack = list(self.groups[name].parents)
+            while stack:
+                group = stack.pop()
+                if group not in found:
+                    found.add(group)
+                    stack.extend(self.groups[group].parents)
+            self._ancestor_cache[name] = found
+        return self._ancestor_cache[name]
+
+    def reconcile(self) -> None:
+        """Ansible's reconcile_inventory: orphan groups under ``all``, ungrouped hosts
+        into ``ungrouped``, and out of it once they are in another group."""
+        for name in self.groups:
+            if name != "all" and not self.groups[name].parents:
+                self.add_child("all", name)
+        for host in self.hosts:
+            groups = self.host_groups(host)
+            if "ungrouped" in groups:
+                if groups - {"all", "ungrouped"}:
+                    del self.groups["ungrouped"].hosts[host]
+                    del self.hosts[host].groups["ungrouped"]
+            elif groups <= {"all"}:
+                self.add_host(host, "ungrouped")
+
+    def host_groups(self, host: str) -> set[str]:
+        """Every group the host is in, directly or through a child group."""
+        result = set(self.hosts[host].groups)
+        for group in self.hosts[host].groups:
+            result |= self._ancestors(group)
+        return result
+
+    def depths(self) -> dict[str, int]:
+        """Longest distance from ``all``, as Ansible's Group.depth."""
+        depth: dict[str, int] = {}
+
+        def of(name: str) -> int:
+            if name not in depth:
+                parents = self.groups[name].parents
+                depth[name] = max((of(p) + 1 for p in parents), default=0)
+            return depth[name]
+
+        for name in self.groups:
+            of(name)
+        return depth
+
+
+class _Reader:
+    """Reads inventory sources into a _Builder, collecting errors."""
+
+    def __init__(self) -> None:
+        self.diagnostics = Diagnostics()
+        self.builder = _Builder(self.diagnostics)
+        self._vars_cache: dict[str, dict[str, Any]] = {}
+        self._entity_vars: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def error(self, file: str, line: int, message: str, column: int = 0) -> None:
+        self.diagnostics.add(file, line, column, message)
+
+    # sources
+
+    def read_source(self, source: str) -> str | None:
+        """Read one ``-i`` source; returns the directory whose group_vars/host_vars apply."""
+        path = Path(os.path.expanduser(source))
+        if not path.exists():
+            if "," in source:
+                self.read_host_list(source)
+                return None
+            self.error(source, 0, "inventory source not found")
+            return None
+        if path.is_dir():
+            self.read_directory(path)
+            return str(path)
+        self.read_file(path)
+        return str(path.parent)
+
+    def read_host_list(self, source: str) -> None:
+        for item in source.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                names, port = _parse_host_pattern(item)
+            except ValueError as exc:
+                self.error(source, 0, str(exc))
+                continue
+            for name in names:
+                self.builder.add_host(name, "ungrouped", port)
+
+    def read_directory(self, directory: Path) -> None:
+        for entry in sorted(os.listdir(directory)):
+            if _IGNORED_NAMES.search(entry) or entry.endswith(_IGNORED_EXTENSIONS):
+                continue
+            path = directory / entry
+            if path.is_dir():
+                self.read_directory(path)
+            elif path.is_file():
+                self.read_file(path)
+
+    def read_file(self, path: Path) -> None:
+        file = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            self.error(file, 0, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+            return
+        except OSError as exc:
+            self.error(file, 0, f"cannot read: {exc.strerror or exc}")
+            return
+        if text.startswith("#!") and os.access(path, os.X_OK):
+            self.error(file, 1, "executable inventory scripts are not supported; "
+                                "write the inventory as an INI or YAML file")
+            return
+        suffix = path.suffix.lower()
+        if suffix in YAML_EXTENSIONS:
+            self.read_yaml_inventory(file, text)
+        elif not suffix and self._is_yaml_mapping(text):
+            self.read_yaml_inventory(file, text)
+        else:
+            self.read_ini_inventory(file, text)
+
+    @staticmethod
+    def _is_yaml_mapping(text: str) -> bool:
+        try:
+            return isinstance(load_marked_yaml(text).data, dict)
+        except YAMLSyntaxError:
+            return False
+
+    # INI
+
+    def read_ini_inventory(self, file: str, text: str) -> None:
+        builder = self.builder
+        pending: dict[str, dict[str, Any]] = {}
+        group, state = "ungrouped", "hosts"
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            try:
+                section = _SECTION_RE.match(line)
+                if section:
+                    group, state = section.group(1), section.group(2) or "hosts"
+                    if state not in ("hosts", "children", "vars"):
+                        state = "skip"
+                        raise ValueError(f"section [{line[1:line.index(']')]}] has unknown type "
+                                         f"{section.group(2)!r}; expected [{group}], [{group}:children] "
+                                         f"or [{group}:vars]")
+                    if group not in builder.groups:
+                        if state == "vars" and group not in pending:
+                            pending[group] = {"line": number, "state": "vars"}
+                        builder.add_group(group)
+                    if group in pending and state != "vars":
+                        if pending[group]["state"] == "children":
+                            self._add_pending_children(file, group, pending)
+                        else:
+                            del pending[group]
+                    continue
+                if line.startswith("[") and line.endswith("]"):
+                    state = "skip"
+                    raise ValueError(f"invalid section header {line!r}: a group name has no spaces, "
+                                     f"':' or ']', and the only section types are :children and :vars")
+                if state == "hosts":
+                    self._ini_host_line(file, line, group)
+                elif state == "vars":
+                    if "=" not in line:
+                        raise ValueError(f"expected key=value in [{group}:vars], got {line!r}")
+                    key, value = (part.strip() for part in line.split("=", 1))
+                    if not key:
+                        raise ValueError(f"expected key=value in [{group}:vars], got {line!r}")
+                    builder.set_group_variable(group, key, _parse_ini_value(value))
+                elif state == "children":
+                    match = _GROUP_NAME_RE.match(line)
+                    if not match:
+                        raise ValueError(f"expected a group name in [{group}:children], got {line!r}")
+                    child = match.group(1)
+                    if child in builder.groups:
+                        builder.add_child(group, child)
+                    elif child in pending:
+                        pending[child].setdefault("parents", []).append(group)
+                    else:
+                        pending[child] = {"line": number, "state": "children", "parents": [group]}
+            except ValueError as exc:
+                self.error(file, number, str(exc))
+        for name, declaration in pending.items():
+            if declaration["state"] == "vars":
+                self.error(file, declaration["line"],
+                           f"section [{name}:vars] is for a group that is not defined in this inventory"
+                           f"{did_you_mean(name, builder.groups)}")
+            else:
+                self.error(file, declaration["line"],
+                           f"section [{declaration['parents'][-1]}:children] names group {name!r}, "
+                           f"which has no [{name}] or [{name}:children] section"
+                           f"{did_you_mean(name, builder.groups)}")
+
+    def _add_pending_children(self, file: str, group: str, pending: dict[str, dict[str, Any]]) -> None:
+        declaration = pending.pop(group)
+        for parent in declaration.get("parents", []):
+            try:
+                self.builder.add_child(parent, group)
+            except ValueError as exc:
+                self.error(file, declaration["line"], str(exc))
+            if parent in pending and pending[parent]["state"] == "children":
+                self._add_pending_children(file, parent, pending)
+
+    def _ini_host_line(self, file: str, line: str, group: str) -> None:
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise ValueError(f"cannot read host line {line!r}: {exc}") from None
+        if not tokens:
+            return
+        names, port = _parse_host_pattern(tokens[0])
+        variables: dict[str, Any] = {}
+        for token in tokens[1:]:
+            key, equals, value = token.partition("=")
+            if not equals or not key:
+                raise ValueError(f"expected key=value after host {tokens[0]!r}, got {token!r}")
+            variables[key] = _parse_ini_value(value)
+        for name in names:
+            self.builder.add_host(name, group, port)
+            self.builder.hosts[name].vars.update(variables)
+
+    # YAML
+
+    def read_yaml_inventory(self, file: str, text: str) -> None:
+        try:
+            document = load_marked_yaml(text)
+        except YAMLSyntaxError as exc:
+            self.error(file, exc.line, exc.message, exc.column)
+            return
+        for path, (first, line, column) in document.duplicate_keys.items():
+            self.error(file, line, f"{format_doc_path(path)}: key given twice (first at line {first})", column)
+        data = document.data
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            self.error(file, 1, "a YAML inventory must be a mapping of group names "
+                                "(usually starting with 'all:')", 1)
+            return
+        if "plugin" in data:
+            line, column = document.mark(("plugin",), key=True)
+            self.error(file, line, "inventory plugin configurations are not supported; "
+                                   "list the hosts and groups instead", column)
+            return
+        for name, group_data in data.items():
+            self._yaml_group(file, document, name, group_data, (name,))
+
+    def _yaml_group(self, file: str, document: Any, name: Any, data: Any, path: tuple) -> str | None:
+        builder = self.builder
+
+        def error(at: tuple, message: str, key: bool = False) -> None:
+            line, column = document.mark(at, key=key)
+            self.error(file, line, f"{format_doc_path(at)}: {message}", column)
+
+        if not isinstance(name, str) or not name:
+            error(path, f"a group name must be a non-empty string, got {name!r}", key=True)
+            return None
+        if data is not None and not isinstance(data, dict):
+            error(path, f"group {name!r} must be a mapping with 'hosts', 'children' and/or 'vars', "
+                        f"got {type(data).__name__}")
+            return None
+        builder.add_group(name)
+        if data is None:
+            return name
+        for key, value in data.items():
+            if key not in ("hosts", "children", "vars"):
+                error(path + (key,), f"unknown key {key!r} in group {name!r}; a group has 'hosts', "
+                                     f"'children' and 'vars'{did_you_mean(key, ('hosts', 'children', 'vars'))}",
+                      key=True)
+                continue
+            if isinstance(value, str):
+                value = {value: None}
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                error(path + (key,), f"'{key}' of group {name!r} must be a mapping, got {type(value).__name__}")
+                continue
+            if key == "vars":
+                for var, var_value in value.items():
+                    try:
+                        builder.set_group_variable(name, var, var_value)
+                    except ValueError as exc:
+                        error(path + (key, var), str(exc))
+            elif key == "children":
+                for child, child_data in value.items():
+                    child_name = self._yaml_group(file, document, child, child_data, path + (key, child))
+                    if child_name is not None:
+                        try:
+                            builder.add_child(name, child_name)
+                        except ValueError as exc:
+                            error(path + (key, child), str(exc), key=True)
+            else:
+                for pattern, host_vars in value.items():
+                    at = path + (key, pattern)
+                    if not isinstance(pattern, str):
+                        error(at, f"a host name must be a string, got {pattern!r}", key=True)
+                        continue
+                    if host_vars is not None and not isinstance(host_vars, dict):
+                        error(at, f"the variables of host {pattern!r} must be a mapping, "
+                                  f"got {type(host_vars).__name__} (write '{pattern}:' with nothing "
+                                  f"after it for a host without variables)")
+                        continue
+                    try:
+                        names, port = _parse_host_pattern(pattern)
+                    except ValueError as exc:
+                        error(at, str(exc), key=True)
+                        continue
+                    for host in names:
+                        builder.add_host(host, name, port)
+                        builder.hosts[host].vars.update(host_vars or {})
+        return name
+
+    # group_vars / host_vars
+
+    def vars_files(self, base: str, kind: str, entity: str) -> dict[str, Any]:
+        """Variables from ``base/kind/entity{,.yml,.yaml,.json}`` or ``base/kind/entity/``."""
+        if not entity or "/" in entity or entity in (".", ".."):
+            return {}
+        cache_key = (base, kind, entity)
+        if cache_key not in self._entity_vars:
+            self._entity_vars[cache_key] = {}
+            directory = Path(base) / kind
+            if directory.is_dir():
+                stem = directory / entity
+                for candidate in (stem, *(stem.with_name(entity + ext) for ext in YAML_EXTENSIONS)):
+                    if candidate.is_dir():
+                        files = _vars_dir_files(candidate)
+                    elif candidate.is_file():
+                        files = [candidate]
+                    else:
+                        continue
+                    for file in files:
+                        self._entity_vars[cache_key].update(self._vars_file(file))
+                    break
+        return self._entity_vars[cache_key]
+
+    def _vars_file(self, path: Path) -> dict[str, Any]:
+        key = str(path)
+        if key in self._vars_cache:
+            return self._vars_cache[key]
+        self._vars_cache[key] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.error(key, 0, f"cannot read variables file: {exc}")
+            return {}
+        if text.startswith("$ANSIBLE_VAULT;"):
+            self.error(key, 1, "Ansible Vault encrypted files are not supported")
+            return {}
+        try:
+            document = load_marked_yaml(text)
+        except YAMLSyntaxError as exc:
+            self.error(key, exc.line, exc.message, exc.column)
+            return {}
+        for dup_path, (first, line, column) in document.duplicate_keys.items():
+            self.error(key, line, f"{format_doc_path(dup_path)}: key given twice (first at line {first})", column)
+        if document.data is None:
+            return {}
+        if not isinstance(document.data, dict):
+            self.error(key, 1, f"a variables file must be a mapping of names to values, "
+                               f"got {type(document.data).__name__}", 1)
+            return {}
+        self._vars_cache[key] = document.data
+        return document.data
+
+
+def _vars_dir_files(directory: Path) -> list[Path]:
+    found: list[Path] = []
+    for entry in sorted(os.listdir(directory)):
+        if entry.startswith(".") or entry.endswith("~"):
+            continue
+        path = directory / entry
+        extension = os.path.splitext(entry)[1]
+        if path.is_dir() and not extension:
+            found.extend(_vars_dir_files(path))
+        elif path.is_file() and (not extension or extension in YAML_EXTENSIONS):
+            found.append(path)
+    return found
+
+
+def load_inventory(sources: list[str] | str) -> Inventory:
+    """Read one or more ``-i`` sources (files, directories, ``a,b,`` lists) into an Inventory.
+
+    Raises InvalidInput listing every problem found, each as ``file:line: message``.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    reader = _Reader()
+    vars_dirs: list[str] = []
+    for source in sources:
+        base = reader.read_source(str(source))
+        if base is not None:
+            vars_dirs.append(base)
+    reader.diagnostics.raise_if_any()
+
+    builder = reader.builder
+    builder.reconcile()
+    depths = builder.depths()
+    order = {name: index for index, name in enumerate(builder.groups)}
+
+    def sort_groups(names: Iterable[str]) -> list[str]:
+        return sorted(names, key=lambda g: (depths[g], builder.groups[g].priority, g))
+
+    def from_files(kind: str, entities: list[str]) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for base in vars_dirs:  # source by source, then entity by entity, as Ansible
+            for entity in entities:
+                merged.update(reader.vars_files(base, kind, entity))
+        return merged
+
+    hosts: dict[str, Host] = {}
+    host_own: dict[str, dict[str, Any]] = {}
+    for name, data in builder.hosts.items():
+        member_of = builder.host_groups(name) | {"all"}
+        ordered_groups = sort_groups(g for g in member_of if g != "all")
+        merged: dict[str, Any] = dict(builder.groups["all"].vars)
+        for group in ordered_groups:
+            merged.update(builder.groups[group].vars)
+        merged.update(from_files("group_vars", ["all"]))
+        merged.update(from_files("group_vars", ordered_groups))
+        merged.update(data.vars)
+        own_files = from_files("host_vars", [name])
+        merged.update(own_files)
+        host_own[name] = {**data.vars, **own_files}
+        hosts[name] = Host(name, merged, tuple(sorted(member_of, key=order.__getitem__)))
+    group_export: dict[str, dict[str, Any]] = {}
+    for name, data in builder.groups.items():
+        group_export[name] = {**data.vars, **from_files("group_vars", [name])}
+    reader.diagnostics.raise_if_any()
+
+    groups = {
+        name: Group(name, dict(data.vars), tuple(data.hosts), tuple(data.children), tuple(data.parents),
+                    depths[name], data.priority)
+        for name, data in builder.groups.items()
+    }
+    return Inventory(hosts, groups, [str(s) for s in sources],
+                     export_group_vars=group_export, export_host_vars=host_own)

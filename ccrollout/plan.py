@@ -1,0 +1,551 @@
+"""The plan language: a YAML file saying which congestion control goes onto which hosts.
+
+``schema/plan.schema.json`` is the single source of truth for the plan's shape
+(and its defaults); this module adds the checks that need more than the shape
+(names that must exist, files on disk, the order of stages) and turns the
+document into frozen dataclasses.
+
+Every error of a plan is reported at once, each as
+``file:line:column: document.path: what was expected``, with a near-miss
+suggestion where one is close.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jsonschema
+
+from ccrollout import units
+from ccrollout.diagnostics import (
+    Diagnostics,
+    MarkedDocument,
+    YAMLSyntaxError,
+    describe_value,
+    did_you_mean,
+    format_doc_path,
+    load_marked_yaml,
+)
+from ccrollout.errors import InvalidInput
+from ccrollout.inventory import Inventory, split_host_pattern
+
+__all__ = [
+    "Algorithm",
+    "Health",
+    "Plan",
+    "Rollout",
+    "Stage",
+    "SCHEMA_PATH",
+    "check_plan_against_inventory",
+    "load_plan",
+    "plan_schema",
+    "stage_batches",
+]
+
+SCHEMA_PATH = Path(__file__).with_name("schema") / "plan.schema.json"
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A congestion control: kernel name, absolute source path, extra compile flags
+    (``-I`` directories made absolute)."""
+
+    name: str
+    source: Path
+    cflags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One batch size: ``size`` hosts, or ``size`` percent of all selected hosts."""
+
+    size: int
+    percent: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.size}%" if self.percent else str(self.size)
+
+    def batch_size(self, total: int) -> int:
+        """Hosts in this batch out of ``total`` selected hosts (Ansible's pct_to_int)."""
+        if self.percent:
+            return int((self.size / 100.0) * total) or 1
+        return self.size
+
+
+@dataclass(frozen=True)
+class Health:
+    """When a stage is healthy. Ratios are fractions (0.05 for 5%)."""
+
+    max_retransmit_ratio: float
+    max_increase: float
+    min_segments: int
+    on_inconclusive: str  # "fail" | "pass"
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout of one algorithm onto the hosts a pattern selects."""
+
+    name: str
+    algorithm: Algorithm
+    hosts: str
+    stages: tuple[Stage, ...]
+    baseline_seconds: float
+    bake_seconds: float
+    interval_seconds: float
+    health: Health
+    max_fail_percentage: float  # fraction: 0.1 for 10%
+    on_failure: str  # "rollback" | "hold"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan. ``path`` is absolute."""
+
+    path: Path
+    algorithms: dict[str, Algorithm]
+    rollouts: list[Rollout]
+    version: int = 1
+    # Where things are in the file, for later errors: "rollouts[0].hosts" -> (line, column).
+    locations: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    # The path as the user gave it, for messages.
+    display_path: str = field(default="", compare=False, repr=False)
+
+    def location(self, doc_path: str) -> str:
+        """``file:line:column`` of a document path, for messages."""
+        line, column = self.locations.get(doc_path, (0, 0))
+        name = self.display_path or str(self.path)
+        return f"{name}:{line}:{column}" if line else name
+
+
+# -- schema ---------------------------------------------------------------------------
+
+
+@functools.cache
+def plan_schema() -> dict[str, Any]:
+    """The plan's JSON Schema (draft 2020-12)."""
+    with open(SCHEMA_PATH, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@functools.cache
+def _ecma_regex(pattern: str) -> re.Pattern:
+    # JSON Schema patterns are ECMA-262, where '$' is the very end of the string;
+    # Python's '$' also matches before a final newline, which would let "ccr\n" pass.
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterable[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_PlanValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    return _PlanValidator(plan_schema())
+
+
+def _default(definition: str, prop: str) -> Any:
+    return plan_schema()["$defs"][definition]["properties"][prop].get("default")
+
+
+_TYPE_PHRASES = {
+    "object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
+    "number": "a number", "boolean": "true or false", "null": "nothing",
+}
+
+
+def _type_phrase(types: str | list[str]) -> str:
+    if isinstance(types, str):
+        types = [types]
+    return " or ".join(_TYPE_PHRASES.get(t, t) for t in types)
+
+
+def _schema_problems(error: jsonschema.ValidationError) -> Iterable[tuple[tuple, bool, str, tuple]]:
+    """(document path, point at the key?, message, path the error is about) for one schema error."""
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    instance = error.instance
+    keyword = error.validator
+    expected = schema.get("title")
+    if not path and keyword == "type":
+        yield path, False, ("the plan must be a mapping with 'algorithms' and 'rollouts'"
+                            + (", but the file is empty" if instance is None
+                               else f", got {describe_value(instance)}")), path
+        return
+    if keyword == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        for key in instance:
+            if key not in allowed:
+                hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
+                yield path + (key,), True, f"unknown key {key!r}{hint}", path + (key,)
+        return
+    if keyword == "required":
+        for key in error.validator_value:
+            if key not in instance:
+                about = schema.get("properties", {}).get(key, {}).get("description", "")
+                about = re.split(r"\. |: |; ", about)[0].rstrip(".")
+                about = f" ({about})" if about else ""
+                yield path, False, f"missing required key {key!r}{about}", path + (key,)
+        return
+    got = describe_value(instance)
+    if keyword == "type":
+        message = f"expected {expected or _type_phrase(error.validator_value)}, got {got}"
+    elif keyword == "enum":
+        options = ", ".join(repr(v) for v in error.validator_value)
+        message = (f"expected one of {options}, got {got}"
+                   + did_you_mean(instance, [str(v) for v in error.validator_value]))
+    elif keyword == "const":
+        message = f"expected {error.validator_value!r}, got {got}"
+    elif keyword == "maxLength":
+        message = f"{instance!r} is {len(instance)} characters, at most {error.validator_value} are allowed" + (
+            f"; expected {expected}" if expected else "")
+    elif keyword == "minItems":
+        message = (f"expected at least {error.validator_value} item"
+                   f"{'s' if error.validator_value != 1 else ''}, got {len(instance)}")
+    elif expected:
+        message = f"expected {expected}, got {got}"
+    else:
+        message = error.message
+    yield path, False, message, path
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+class _PlanReader:
+    """Checks one plan document, collecting every error."""
+
+    def __init__(self, display: str, path: Path, document: MarkedDocument):
+        self.display = display
+        self.document = document
+        self.data = document.data
+        self.plan_dir = Path(os.path.abspath(path)).parent
+        self.diagnostics = Diagnostics()
+        self.bad_paths: set[tuple] = set()
+
+    def error(self, path: tuple, message: str, *, key: bool = False, about: tuple | None = None) -> None:
+        """Report ``message`` at ``path``; ``about`` (default ``path``) is kept out of later checks."""
+        line, column = self.document.mark(path, key=key)
+        where = f"{format_doc_path(path)}: " if path else ""
+        self.diagnostics.add(self.display, line, column, f"{where}{message}")
+        self.bad_paths.add(path if about is None else about)
+
+    def ok(self, path: tuple, *, inside: bool = True) -> bool:
+        """True if no error was reported at ``path`` or around it (and, with ``inside``,
+        within it), so that a check of ``path`` does not repeat or trip over it."""
+        for bad in self.bad_paths:
+            if path[:len(bad)] == bad or (inside and bad[:len(path)] == path):
+                return False
+        return True
+
+    # checks
+
+    def check(self) -> None:
+        for dup_path, (first, line, column) in self.document.duplicate_keys.items():
+            self.diagnostics.add(self.display, line, column,
+                                 f"{format_doc_path(dup_path)}: key given twice in one mapping "
+                                 f"(first at line {first}); YAML would silently keep only the last")
+        if self.data is None:
+            self.error((), "the plan file is empty; it needs 'algorithms' and 'rollouts'")
+            return
+        for error in _validator().iter_errors(self.data):
+            for path, key, message, about in _schema_problems(error):
+                self.error(path, message, key=key, about=about)
+        if not isinstance(self.data, dict):
+            return
+        algorithm_names = self.check_algorithms()
+        self.check_rollouts(algorithm_names)
+
+    def check_algorithms(self) -> dict[str, int] | None:
+        """Algorithm names -> index; None if there is no usable list."""
+        algorithms = self.data.get("algorithms")
+        if not isinstance(algorithms, list) or not self.ok(("algorithms",), inside=False):
+            return None
+        names: dict[str, int] = {}
+        for index, algorithm in enumerate(algorithms):
+            at = ("algorithms", index)
+            if not isinstance(algorithm, dict):
+                continue
+            name = algorithm.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    first_line = self.document.mark(("algorithms", names[name], "name"))[0]
+                    self.error(at + ("name",), f"algorithm {name!r} is defined twice (first at line {first_line})")
+                else:
+                    names[name] = index
+            source = algorithm.get("source")
+            if isinstance(source, str) and self.ok(at + ("source",)):
+                self.check_path(at + ("source",), source, want="file")
+            cflags = algorithm.get("cflags")
+            if isinstance(cflags, list):
+                for flag_index, flag in enumerate(cflags):
+                    flag_at = at + ("cflags", flag_index)
+                    if isinstance(flag, str) and flag.startswith("-I") and self.ok(flag_at):
+                        self.check_path(flag_at, flag[2:], want="directory")
+        return names
+
+    def resolve(self, relative: str) -> tuple[Path | None, str | None]:
+        """Resolve a plan-relative path: (absolute real path, None) or (None, why not)."""
+        if "\x00" in relative:
+            return None, "a path cannot contain a NUL character"
+        if os.path.isabs(relative) or relative.startswith("~"):
+            return None, (f"{relative!r} must be a path relative to the plan's directory "
+                          f"({self.plan_dir})")
+        try:
+            root = Path(os.path.realpath(self.plan_dir)).parent
+            resolved = Path(os.path.realpath(self.plan_dir / relative))
+        except (OSError, ValueError) as exc:
+            return None, f"cannot resolve {relative!r}: {exc}"
+        if not resolved.is_relative_to(root):
+            return None, (f"{relative!r} resolves to {resolved}, outside {root}; a plan may only use "
+                          f"files under the directory that holds its own directory")
+        return resolved, None
+
+    def check_path(self, at: tuple, relative: str, *, want: str) -> None:
+        resolved, problem = self.resolve(relative)
+        if problem:
+            self.error(at, problem)
+            return
+        try:
+            exists = resolved.exists()
+            right_kind = resolved.is_file() if want == "file" else resolved.is_dir()
+        except OSError as exc:
+            self.error(at, f"cannot check {relative!r}: {exc.strerror or exc}")
+            return
+        if not exists:
+            self.error(at, f"{want} not found: {relative!r} (looked for {resolved})")
+        elif not right_kind:
+            self.error(at, f"{relative!r} is not a {'regular file' if want == 'file' else 'directory'} "
+                           f"({resolved})")
+
+    def check_rollouts(self, algorithm_names: dict[str, int] | None) -> None:
+        rollouts = self.data.get("rollouts")
+        if not isinstance(rollouts, list):
+            return
+        names: dict[str, int] = {}
+        for index, rollout in enumerate(rollouts):
+            at = ("rollouts", index)
+            if not isinstance(rollout, dict):
+                continue
+            name = rollout.get("name")
+            if isinstance(name, str) and self.ok(at + ("name",)):
+                if name in names:
+                    first_line = self.document.mark(("rollouts", names[name], "name"))[0]
+                    self.error(at + ("name",), f"rollout {name!r} is defined twice (first at line {first_line})")
+                else:
+                    names[name] = index
+            algorithm = rollout.get("algorithm")
+            if isinstance(algorithm, str) and self.ok(at + ("algorithm",)) and algorithm_names is not None:
+                if algorithm not in algorithm_names:
+                    known = ", ".join(repr(n) for n in algorithm_names) or "none"
+                    hint = did_you_mean(algorithm, list(algorithm_names)) or f"; the plan defines {known}"
+                    self.error(at + ("algorithm",), f"unknown algorithm {algorithm!r}{hint}")
+            hosts = rollout.get("hosts")
+            if isinstance(hosts, str) and self.ok(at + ("hosts",)):
+                self.check_host_pattern(at + ("hosts",), hosts)
+            self.check_stages(at + ("stages",), rollout.get("stages"))
+            self.check_timing(at, rollout)
+            self.check_health(at + ("health",), rollout.get("health"))
+            fail = rollout.get("max_fail_percentage")
+            if isinstance(fail, str) and self.ok(at + ("max_fail_percentage",)):
+                self.parse(at + ("max_fail_percentage",), units.parse_percent, fail)
+
+    def check_host_pattern(self, at: tuple, pattern: str) -> None:
+        terms = split_host_pattern(pattern)
+        if not terms:
+            self.error(at, f"host pattern {pattern!r} names nothing")
+        for term in terms:
+            bare = term[1:] if term[0] in "&!" else term
+            if bare.startswith("~"):
+                try:
+                    re.compile(bare[1:])
+                except re.error as exc:
+                    self.error(at, f"invalid regular expression {bare[1:]!r} in host pattern: {exc}")
+
+    def check_stages(self, at: tuple, stages: Any) -> None:
+        if not isinstance(stages, list) or not self.ok(at):
+            return
+        previous: dict[bool, tuple[int, int, Any]] = {}  # kind -> (size, index, as written)
+        for index, raw in enumerate(stages):
+            percent = isinstance(raw, str)
+            size = int(raw[:-1]) if percent else int(raw)
+            if percent and not 1 <= size <= 100:
+                self.error(at + (index,), f"a percentage stage must be from 1% to 100%, got {raw!r}")
+                return
+            if percent in previous and size < previous[percent][0]:
+                _, earlier_index, earlier = previous[percent]
+                self.error(at + (index,),
+                           f"stage {raw!r} is smaller than the earlier stage {earlier!r} "
+                           f"(stages[{earlier_index}]); batch sizes of one kind must not shrink")
+                return
+            previous[percent] = (size, index, raw)
+
+    def check_timing(self, at: tuple, rollout: dict) -> None:
+        seconds: dict[str, float] = {}
+        for key in ("baseline", "bake", "interval"):
+            value = rollout.get(key)
+            if value is None or not self.ok(at + (key,)):
+                continue
+            parsed = self.parse(at + (key,), units.parse_duration, value)
+            if parsed is None:
+                continue
+            if parsed <= 0:
+                self.error(at + (key,), f"expected a duration longer than 0, got {value!r}")
+                continue
+            seconds[key] = parsed
+        interval = seconds.get("interval")
+        if interval is None and "interval" not in rollout:
+            interval = units.parse_duration(_default("rollout", "interval"))
+        bake = seconds.get("bake")
+        if interval is not None and bake is not None and interval > bake:
+            given = "interval" in rollout
+            self.error(at + ("interval",) if given else at + ("bake",),
+                       f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
+                       f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
+
+    def check_health(self, at: tuple, health: Any) -> None:
+        if not isinstance(health, dict):
+            return
+        for key in ("max_retransmit_ratio", "max_increase"):
+            value = health.get(key)
+            if isinstance(value, str) and self.ok(at + (key,)):
+                self.parse(at + (key,), units.parse_percent, value)
+
+    def parse(self, at: tuple, parser: Any, value: Any) -> Any:
+        try:
+            return parser(value)
+        except ValueError as exc:
+            self.error(at, str(exc))
+            return None
+
+    # building
+
+    def build(self, path: Path) -> Plan:
+        data = self.data
+        algorithms: dict[str, Algorithm] = {}
+        for entry in data["algorithms"]:
+            source, _ = self.resolve(entry["source"])
+            cflags = tuple(
+                f"-I{self.resolve(flag[2:])[0]}" if flag.startswith("-I") else flag
+                for flag in entry.get("cflags", _default("algorithm", "cflags"))
+            )
+            algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags)
+        rollouts = []
+        for entry in data["rollouts"]:
+            bake = units.parse_duration(entry["bake"])
+            health = {**_health_defaults(), **entry.get("health", {})}
+            rollouts.append(Rollout(
+                name=entry["name"],
+                algorithm=algorithms[entry["algorithm"]],
+                hosts=entry["hosts"],
+                stages=tuple(_as_stage(s) for s in entry["stages"]),
+                baseline_seconds=units.parse_duration(entry["baseline"]) if "baseline" in entry else bake,
+                bake_seconds=bake,
+                interval_seconds=units.parse_duration(entry.get("interval", _default("rollout", "interval"))),
+                health=Health(
+                    max_retransmit_ratio=units.parse_percent(health["max_retransmit_ratio"]),
+                    max_increase=units.parse_percent(health["max_increase"]),
+                    min_segments=int(health["min_segments"]),
+                    on_inconclusive=health["on_inconclusive"],
+                ),
+                max_fail_percentage=units.parse_percent(
+                    entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
+                    allow_number=True),
+                on_failure=entry.get("on_failure", _default("rollout", "on_failure")),
+            ))
+        locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
+        return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),
+                    locations, self.display)
+
+
+def _health_defaults() -> dict[str, Any]:
+    properties = plan_schema()["$defs"]["health"]["properties"]
+    return {key: spec["default"] for key, spec in properties.items()}
+
+
+def load_plan(path: str | os.PathLike) -> Plan:
+    """Read and check a plan file. Raises InvalidInput listing every error, one a line."""
+    display = os.fspath(path)
+    path = Path(display)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{display}: plan file not found") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{display}: is a directory, not a plan file") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{display}: plan file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise InvalidInput(f"{display}: cannot read plan file: {exc.strerror or exc}") from None
+    try:
+        document = load_marked_yaml(text)
+    except YAMLSyntaxError as exc:
+        raise InvalidInput(f"{display}:{exc.line}:{exc.column}: {exc.message}") from None
+    reader = _PlanReader(display, path, document)
+    reader.check()
+    reader.diagnostics.raise_if_any()
+    return reader.build(path)
+
+
+# -- stages and the inventory ------------------------------------------------------------------
+
+
+def _as_stage(value: Stage | int | str) -> Stage:
+    if isinstance(value, Stage):
+        return value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return Stage(int(value.strip()[:-1]), percent=True)
+    return Stage(int(value))
+
+
+def stage_batches(stages: Sequence[Stage | int | str], hosts: Sequence[Any]) -> list[list[Any]]:
+    """Split hosts into batches exactly as Ansible's ``serial`` does.
+
+    A percentage is of all hosts (``int(pct / 100 * n) or 1``); the last stage
+    repeats until every host is in a batch; a size of 0 or less (or no stages)
+    takes all remaining hosts.
+    """
+    remaining = list(hosts)
+    total = len(remaining)
+    sizes = [_as_stage(s) for s in stages]
+    batches: list[list[Any]] = []
+    index = 0
+    while remaining:
+        size = sizes[index].batch_size(total) if sizes else -1
+        if size <= 0:
+            batches.append(remaining)
+            break
+        batches.append(remaining[:size])
+        remaining = remaining[size:]
+        index = min(index + 1, len(sizes) - 1)
+    return batches
+
+
+def check_plan_against_inventory(plan: Plan, inventory: Inventory) -> None:
+    """Raise InvalidInput if a rollout's host pattern selects no host, or names a group
+    or host the inventory does not have (a typo in ``lab:!canary`` would otherwise
+    silently widen the rollout). Suggests the nearest group or host name."""
+    diagnostics = Diagnostics()
+    name = plan.display_path or str(plan.path)
+    for index, rollout in enumerate(plan.rollouts):
+        doc_path = f"rollouts[{index}].hosts"
+        line, column = plan.locations.get(doc_path, (0, 0))
+        unmatched = inventory.unmatched_terms(rollout.hosts)
+        for term in unmatched:
+            diagnostics.add(name, line, column,
+                            f"{doc_path}: {term!r} in host pattern {rollout.hosts!r} names no group or host "
+                            f"in the inventory{inventory.did_you_mean(term)}")
+        if not unmatched and not inventory.select(rollout.hosts):
+            diagnostics.add(name, line, column,
+                            f"{doc_path}: host pattern {rollout.hosts!r} selects no host in the inventory")
+    diagnostics.raise_if_any()
