@@ -118,6 +118,17 @@ def check_congestion(congestion: str | None) -> None:
             _set_congestion(sock, congestion)
 
 
+def _wait_delivered(sock: socket.socket) -> None:
+    """Half-close and wait for the sink to close: the send buffer drains before the next
+    connection starts, so bursts never overlap and fight each other at the bottleneck."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(_CHUNK):
+            pass
+    except OSError:
+        pass
+
+
 def send_once(to: str, port: int, seconds: float, congestion: str | None = None) -> dict:
     """One connection that sends as fast as it can for `seconds`; returns what it did."""
     check_destination(to)
@@ -139,6 +150,7 @@ def send_once(to: str, port: int, seconds: float, congestion: str | None = None)
                 sent += sock.send(payload)
             except socket.timeout:
                 continue
+        _wait_delivered(sock)
         elapsed = time.monotonic() - start
     finally:
         sock.close()

@@ -140,7 +140,8 @@ def _load_and_pin(name: str, object_path: str, digest: str) -> dict:
         try:
             bpf.load_object(obj)
         except LibbpfError as exc:
-            raise ActionError(f"the kernel refused {name}: {exc}", exc.log) from None
+            raise ActionError(f"the kernel refused to load {name}: {os.strerror(exc.errno)}",
+                              Libbpf.verifier_log(exc.log)) from None
         link = bpf.attach_struct_ops(maps[0][1])
         try:
             os.makedirs(layout.control_dir(name), exist_ok=True)

@@ -12,6 +12,7 @@ import os
 
 BPF_MAP_TYPE_STRUCT_OPS = 26
 _LOG_BUFFER_SIZE = 1 << 16
+_LIBBPF_INFO = 1                   # enum libbpf_print_level: WARN 0, INFO 1, DEBUG 2
 _LINK_INFO_SIZE = 64              # sizeof(struct bpf_link_info) in linux/bpf.h
 _LINK_INFO_STRUCT_OPS_MAP_ID = 16  # offsetof(struct bpf_link_info, struct_ops.map_id)
 MIN_VERSION = (1, 2)               # struct_ops links (SEC(".struct_ops.link")) need 1.2
@@ -75,11 +76,21 @@ class Libbpf:
         self._libc.vsnprintf.restype = ci
 
     def _on_print(self, level: int, fmt: bytes, va_list: int) -> int:
+        if level > _LIBBPF_INFO:  # debug lines (every CO-RE relocation) drown the verifier's words
+            return 0
         # libbpf hands us printf arguments as a va_list; libc formats it (x86-64 ABI).
         buffer = ctypes.create_string_buffer(_LOG_BUFFER_SIZE)
         self._libc.vsnprintf(buffer, _LOG_BUFFER_SIZE, fmt, va_list)
         self._log.append(buffer.value.decode(errors="replace"))
         return 0
+
+    @staticmethod
+    def verifier_log(log: str) -> str:
+        """The verifier's own words from a libbpf log, or the whole log if there are none."""
+        begin, end = "-- BEGIN PROG LOAD LOG --", "-- END PROG LOAD LOG --"
+        if begin in log and end in log:
+            return log[log.index(begin) + len(begin):log.index(end)].strip("\n")
+        return log
 
     def take_log(self) -> str:
         text, self._log = "".join(self._log), []
@@ -104,7 +115,7 @@ class Libbpf:
     def load_object(self, obj: int) -> None:
         self.take_log()
         if self._lib.bpf_object__load(obj) != 0:
-            raise LibbpfError("the kernel refused the object", self._errno(), self.take_log())
+            raise LibbpfError("the kernel refused to load it", self._errno(), self.take_log())
 
     def close_object(self, obj: int) -> None:
         self._lib.bpf_object__close(obj)
