@@ -78,6 +78,10 @@ ROOT_OFFSET = 254              # .254: the controller in the root namespace
 SSH_PORT = 22
 TRAFFIC_PORT = labtraffic.TRAFFIC_PORT
 DEFAULT_RATE = "50mbit"
+# A new namespace inherits the initial namespace's default (bbr on these machines), whose
+# retransmissions on the lab's small bottleneck queue swing between 3 % and 25 % and make
+# every baseline noise. reno is steady (~1 %) and, unlike cubic, any namespace may choose it.
+HOST_DEFAULT_CONGESTION = "reno"
 TBF_BURST = "32kbit"
 TBF_LIMIT_BYTES = 30000
 NFT_TABLE = "ccrlab"
@@ -524,6 +528,9 @@ def _ensure_host(paths: _Paths, subnet, name: str, impairment: dict) -> None:
     index = _index(name)
     if name not in _netns_names():
         _ip("netns", "add", name)
+        # Only when made: a rollout may have changed it since, and `up` must not undo that.
+        _run(["ip", "netns", "exec", name, "sysctl", "-qw",
+              f"net.ipv4.tcp_congestion_control={HOST_DEFAULT_CONGESTION}"])
     _ip("link", "set", "lo", "up", ns=name)
     hub_side = f"v{name}"
     if hub_side not in _links(HUB_NS) or HOST_IFACE not in _links(name):

@@ -97,6 +97,7 @@ class Rollout:
     hosts: str
     stages: tuple[Stage, ...]
     baseline_seconds: float
+    settle_seconds: float
     bake_seconds: float
     interval_seconds: float
     health: Health
@@ -392,14 +393,14 @@ class _PlanReader:
 
     def check_timing(self, at: tuple, rollout: dict) -> None:
         seconds: dict[str, float] = {}
-        for key in ("baseline", "bake", "interval"):
+        for key in ("baseline", "settle", "bake", "interval"):
             value = rollout.get(key)
             if value is None or not self.ok(at + (key,)):
                 continue
             parsed = self.parse(at + (key,), units.parse_duration, value)
             if parsed is None:
                 continue
-            if parsed <= 0:
+            if parsed < 0 or (parsed == 0 and key != "settle"):  # only settle may be skipped
                 self.error(at + (key,), f"expected a duration longer than 0, got {value!r}")
                 continue
             seconds[key] = parsed
@@ -450,6 +451,7 @@ class _PlanReader:
                 hosts=entry["hosts"],
                 stages=tuple(_as_stage(s) for s in entry["stages"]),
                 baseline_seconds=units.parse_duration(entry["baseline"]) if "baseline" in entry else bake,
+                settle_seconds=units.parse_duration(entry.get("settle", _default("rollout", "settle"))),
                 bake_seconds=bake,
                 interval_seconds=units.parse_duration(entry.get("interval", _default("rollout", "interval"))),
                 health=Health(

@@ -56,7 +56,7 @@ def _check_results(outcome: fleet.Outcome) -> str | None:
     for result in outcome.value:
         if not result.get("ok"):
             log = result.get("log", "").strip()
-            return f"{outcome.host}: {result['error']}" + (f"\n{log}" if log else "")
+            return f"{outcome.host}: {result['error']}" + (f"\n    " + log.replace("\n", "\n    ") if log else "")
     return None
 
 
@@ -122,8 +122,11 @@ class Runner:
                 self.progress(f"  {error}")
                 undone = self.roll_back_hosts(rollout_id, changed)
                 status = "rolled_back" if undone else "failed"
+                headline = error.splitlines()[0] + ("; rolled back" if undone else "; rollback incomplete")
                 return Result(rollout_id, status, EXIT_HOST_FAILED if undone else EXIT_NEEDS_ATTENTION,
-                              error, self.reports, verdicts)
+                              headline, self.reports, verdicts)
+            if rollout.settle_seconds > 0:
+                time.sleep(rollout.settle_seconds)  # let connections opened before the change finish
             verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
                                   baselines, limits, rollout.bake_seconds, rollout.interval_seconds,
                                   self.forks, self.progress)

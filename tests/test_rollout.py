@@ -1,0 +1,209 @@
+"""The whole path through the lab: real sshd per host, real kernel, real TCP.
+
+Every check after a change is made independently of ccrollout: the sysctl read
+in the host's namespace, bpftool, the kernel's registry and the bpffs pins.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ccrollout import lab
+from conftest import registered_controls, require_lab, struct_ops_links
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parent.parent
+HOSTS = ("lab1", "lab2", "lab3")
+MAP_RELEASE_SECONDS = 15
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    require_lab()
+    try:
+        inventory = lab.up(len(HOSTS))
+        lab.traffic_start()
+        yield inventory
+    finally:
+        try:
+            lab.traffic_stop()
+        finally:
+            lab.down()  # also removes any pin a failed test left, which unregisters its control
+
+
+@pytest.fixture
+def journal_home(tmp_path):
+    return tmp_path / "home"
+
+
+def ccrollout(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CCROLLOUT_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "ccrollout.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=600)
+
+
+def default_of(host: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", host, "sysctl", "-n", "net.ipv4.tcp_congestion_control"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def struct_ops_named(name: str) -> list[dict]:
+    result = subprocess.run(["bpftool", "-j", "struct_ops", "show"], capture_output=True, text=True, check=True)
+    return [entry for entry in json.loads(result.stdout or "[]") if entry.get("name") == name]
+
+
+def pin_dir(name: str) -> Path:
+    return lab.lab_dir() / "bpffs" / "ccrollout" / name
+
+
+def host_state(host: str) -> dict:
+    path = lab.lab_dir() / "hosts" / host / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {"controls": {}}
+
+
+def assert_gone(name: str) -> None:
+    """Unregistered and unpinned at once; the map itself lives on while connections opened
+    under it are still open (the lab's senders close theirs within seconds)."""
+    assert name not in registered_controls()
+    assert not pin_dir(name).exists()
+    assert not struct_ops_links()
+    deadline = time.monotonic() + MAP_RELEASE_SECONDS
+    while struct_ops_named(name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not struct_ops_named(name)
+
+
+def write_plan(tmp_path: Path, algorithm: str, source: str, **rollout) -> Path:
+    """A plan beside a copy of bpf/, with short stages for tests."""
+    shutil.copytree(REPO / "bpf", tmp_path / "bpf", dirs_exist_ok=True)
+    (tmp_path / "plans").mkdir(exist_ok=True)
+    plan = {
+        "algorithms": [{"name": algorithm, "source": f"../bpf/{source}"}],
+        "rollouts": [{"name": f"test-{algorithm}", "algorithm": algorithm, "hosts": "lab",
+                      "stages": [1, "50%", "100%"], "baseline": "2s", "settle": "2s", "bake": "4s", "interval": "1s",
+                      "health": {"min_segments": 300}, **rollout}],
+    }
+    path = tmp_path / "plans" / f"{algorithm}.yaml"
+    path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    return path
+
+
+def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal_home):
+    before = {host: default_of(host) for host in HOSTS}
+    try:
+        applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, "playbooks/lab-reno.yaml")
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        summary = json.loads(applied.stdout)
+        assert summary["status"] == "completed"
+        assert [v["outcome"] for v in summary["verdicts"]] == ["pass", "pass", "pass"]
+        assert [v["hosts"] for v in summary["verdicts"]] == [["lab1"], ["lab2"], ["lab3"]]
+        for host in HOSTS:
+            assert summary["hosts"][host]["status"] == "changed"
+            assert set(summary["hosts"][host]["phases"]) >= {"gather", "push+load", "activate"}
+            assert default_of(host) == "ccr_reno"
+        # One program for the kernel, shared by the three namespaces, pinned once.
+        assert "ccr_reno" in registered_controls()
+        (loaded,) = struct_ops_named("ccr_reno")
+        assert (pin_dir("ccr_reno") / "link").exists()
+        assert sorted(os.listdir(pin_dir("ccr_reno") / "users")) and len(os.listdir(pin_dir("ccr_reno") / "users")) == 3
+        (link,) = struct_ops_links()
+        assert link.get("map_id") == loaded["id"]
+        # New connections take it.
+        assert lab.transfer("lab2", 1.0)["congestion"] == "ccr_reno"
+    finally:
+        rolled = ccrollout(journal_home, "rollback", "-i", fleet)
+    assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+    for host in HOSTS:
+        assert default_of(host) == before[host]
+        assert "ccr_reno" not in host_state(host)["controls"]
+    assert_gone("ccr_reno")
+    assert lab.transfer("lab2", 0.5)["congestion"] == before["lab2"]
+
+
+def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home):
+    before = {host: default_of(host) for host in HOSTS}
+    applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, "playbooks/lab-broken.yaml")
+    assert applied.returncode == 1, applied.stderr + applied.stdout
+    summary = json.loads(applied.stdout)
+    assert summary["status"] == "rolled_back"
+    (verdict,) = summary["verdicts"]
+    assert verdict["hosts"] == ["lab1"] and verdict["outcome"] == "fail"
+    assert any("above the ceiling" in reason for reason in verdict["reasons"])
+    assert summary["hosts"]["lab1"]["status"] == "rolled back"
+    for host in ("lab2", "lab3"):
+        assert summary["hosts"][host]["status"] == "untouched"
+        assert set(summary["hosts"][host]["phases"]) == {"gather"}
+        objects = lab.lab_dir() / "hosts" / host / "objects"
+        assert not any(objects.glob("*.bpf.o")) or "ccr_broken" not in host_state(host)["controls"]
+    for host in HOSTS:
+        assert default_of(host) == before[host]
+        assert host_state(host)["controls"] == {}
+    assert_gone("ccr_broken")
+
+
+def test_verifier_rejection_is_reported_and_changes_nothing(fleet, journal_home, tmp_path):
+    before = {host: default_of(host) for host in HOSTS}
+    plan = write_plan(tmp_path, "ccr_rejected", "fixtures/ccr_rejected.bpf.c")
+    applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+    assert applied.returncode == 5, applied.stderr + applied.stdout
+    assert "the kernel refused to load ccr_rejected" in applied.stdout
+    assert "no write support to tcp_sock" in applied.stdout  # the verifier's own words
+    assert "Traceback" not in applied.stdout + applied.stderr
+    for host in HOSTS:
+        assert default_of(host) == before[host]
+        assert host_state(host)["controls"] == {}
+    assert_gone("ccr_rejected")
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (lambda text: text.replace("bake: 8s", "bake: [8s"), "YAML syntax error"),
+    (lambda text: text.replace("hosts: lab ", "hosts: labz "), "did you mean group 'lab'"),
+])
+def test_invalid_plan_is_one_clear_message_and_touches_no_host(fleet, journal_home, mutation, message):
+    before = {host: (default_of(host), host_state(host)) for host in HOSTS}
+    plan = REPO / "playbooks" / ".test-invalid.yaml"
+    plan.write_text(mutation((REPO / "playbooks" / "lab-reno.yaml").read_text()))
+    try:
+        applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+    finally:
+        plan.unlink()
+    assert applied.returncode == 3
+    assert message in applied.stderr and ".test-invalid.yaml:" in applied.stderr
+    assert "Traceback" not in applied.stderr
+    assert {host: (default_of(host), host_state(host)) for host in HOSTS} == before
+    assert not (journal_home / "journal.sqlite").exists() or "rollout" not in applied.stdout
+
+
+def test_unreachable_host_stops_before_any_change(fleet, journal_home, tmp_path):
+    inventory = tmp_path / "inventory.ini"
+    text = Path(fleet).read_text().replace("ansible_host=10.199.0.13", "ansible_host=10.199.0.99")
+    inventory.write_text(text)
+    before = {host: default_of(host) for host in HOSTS}
+    applied = ccrollout(journal_home, "apply", "-i", str(inventory), "playbooks/lab-reno.yaml")
+    assert applied.returncode == 5, applied.stderr + applied.stdout
+    assert "nothing was changed" in applied.stderr and "lab3" in applied.stderr
+    assert {host: default_of(host) for host in HOSTS} == before
+    assert "ccr_reno" not in registered_controls()
+
+
+def test_without_traffic_a_canary_does_not_pass(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", baseline="1s", settle="0s", bake="2s")
+    lab.traffic_stop()
+    try:
+        applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
+    finally:
+        lab.traffic_start()
+    assert applied.returncode == 1, applied.stderr + applied.stdout
+    (verdict,) = json.loads(applied.stdout)["verdicts"]
+    assert verdict["outcome"] == "inconclusive"
+    assert any("too little traffic to judge" in reason for reason in verdict["reasons"])
+    assert default_of("lab1") == "reno"
+    assert_gone("ccr_reno")
