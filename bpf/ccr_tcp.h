@@ -101,6 +101,7 @@ struct tcp_sock {
 	__u32 snd_una;
 	__u32 snd_cwnd;
 	__u32 snd_cwnd_cnt;
+	__u32 snd_cwnd_clamp;
 	__u32 snd_ssthresh;
 	__u32 prior_cwnd;
 	__u32 max_packets_out;
@@ -174,10 +175,13 @@ static __always_inline bool tcp_is_cwnd_limited(const struct sock *sk)
 {
 	const struct tcp_sock *tp = tcp_sk(sk);
 
+	/* a bitfield: read it through CO-RE so its position may move between kernels */
+	if (BPF_CORE_READ_BITFIELD(tp, is_cwnd_limited))
+		return true;
+	/* in slow start, let the window grow to twice what was in flight */
 	if (tcp_in_slow_start(tp))
 		return tp->snd_cwnd < 2 * tp->max_packets_out;
-	/* a bitfield: read it through CO-RE so its position may move between kernels */
-	return BPF_CORE_READ_BITFIELD(tp, is_cwnd_limited);
+	return false;
 }
 
 /* Slow start: one segment per acked segment, up to ssthresh; returns what is left over. */
@@ -186,7 +190,7 @@ static __always_inline __u32 tcp_slow_start(struct tcp_sock *tp, __u32 acked)
 	__u32 cwnd = ccr_min(tp->snd_cwnd + acked, tp->snd_ssthresh);
 
 	acked -= cwnd - tp->snd_cwnd;
-	tp->snd_cwnd = cwnd;
+	tp->snd_cwnd = ccr_min(cwnd, tp->snd_cwnd_clamp);
 	return acked;
 }
 
@@ -204,6 +208,7 @@ static __always_inline void tcp_cong_avoid_ai(struct tcp_sock *tp, __u32 w, __u3
 		tp->snd_cwnd_cnt -= delta * w;
 		tp->snd_cwnd += delta;
 	}
+	tp->snd_cwnd = ccr_min(tp->snd_cwnd, tp->snd_cwnd_clamp);
 }
 
 /* Reno's window growth, shared by the controls that do not change it. */

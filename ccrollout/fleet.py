@@ -21,6 +21,7 @@ import fabric
 import paramiko
 
 from . import hostcode
+from .errors import EXIT_HOST_FAILED, UserError
 
 DEFAULT_STATE_DIR = "/var/lib/ccrollout"
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -28,8 +29,10 @@ CONNECT_TIMEOUT = 10
 COMMAND_TIMEOUT = 120
 
 
-class HostError(Exception):
+class HostError(UserError):
     """A host could not be reached, or its host side did not answer properly."""
+
+    exit_code = EXIT_HOST_FAILED
 
     def __init__(self, host: str, message: str):
         super().__init__(f"{host}: {message}")
