@@ -42,40 +42,56 @@ def window(start: Sample, end: Sample) -> judge.Window:
                         retransmitted=max(0, end.retransmitted - start.retransmitted))
 
 
-def windows(start: dict[str, Sample], end: dict[str, Sample], hosts) -> dict[str, judge.Window]:
-    return {host: window(start[host], end[host]) for host in hosts if host in start and host in end}
+class Recorder:
+    """Per-interval windows of each host, from successive samples."""
+
+    def __init__(self, sessions: dict[str, fleet.Session], forks: int):
+        self.sessions, self.forks = sessions, forks
+        self.series: dict[str, judge.Series] = {host: [] for host in sessions}
+        self.unreachable: dict[str, str] = {}
+        self._last, errors = sample(sessions, forks)
+        self.unreachable.update(errors)
+
+    def step(self) -> None:
+        latest, errors = sample(self.sessions, self.forks)
+        self.unreachable.update(errors)
+        for host, reading in latest.items():
+            if host in self._last:
+                self.series[host].append(window(self._last[host], reading))
+        self._last.update(latest)
+
+    def of(self, hosts) -> dict[str, judge.Series]:
+        return {host: self.series[host] for host in hosts if host not in self.unreachable}
 
 
-def measure_baseline(sessions: dict[str, fleet.Session], seconds: float, forks: int) -> dict[str, judge.Window]:
-    """Each host's window over SECONDS before anything changes."""
+def measure_baseline(sessions: dict[str, fleet.Session], seconds: float, interval: float,
+                     forks: int) -> dict[str, judge.Series]:
+    """Each host's intervals over SECONDS before anything changes."""
     if seconds <= 0:
         return {}
-    first, _ = sample(sessions, forks)
-    time.sleep(seconds)
-    last, _ = sample(sessions, forks)
-    return windows(first, last, sessions)
+    recorder = Recorder(sessions, forks)
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0.05:
+        time.sleep(min(interval, remaining))
+        recorder.step()
+    return recorder.of(sessions)
 
 
 def bake(changed: dict[str, fleet.Session], control: dict[str, fleet.Session],
-         baselines: dict[str, judge.Window], limits: judge.Limits,
+         baselines: dict[str, judge.Series], limits: judge.Limits,
          seconds: float, interval: float, forks: int, progress=lambda text: None) -> judge.Verdict:
     """Watch the changed hosts for SECONDS against their baselines and the control hosts."""
-    everyone = {**changed, **control}
-    start, unreachable = sample(everyone, forks)
+    recorder = Recorder({**changed, **control}, forks)
     deadline = time.monotonic() + seconds
-    verdict = judge.Verdict(judge.INCONCLUSIVE, ("the bake took no sample",))
+    intervals = 0
     while True:
         time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
-        latest, errors = sample(everyone, forks)
-        unreachable.update(errors)
+        recorder.step()
+        intervals += 1
         verdict = judge.judge(
-            canaries=windows(start, latest, [h for h in changed if h not in unreachable]),
-            baselines=baselines,
-            controls=windows(start, latest, [h for h in control if h not in unreachable]),
-            limits=limits,
-            unreachable=tuple(sorted(h for h in unreachable if h in changed)),
-        )
+            canaries=recorder.of(changed), baselines=baselines, controls=recorder.of(control),
+            limits=limits, unreachable=tuple(sorted(h for h in recorder.unreachable if h in changed)))
         remaining = deadline - time.monotonic()
         progress(f"  bake: {verdict.outcome} after {seconds - max(0.0, remaining):.1f}s")
-        if remaining <= 0.05 or judge.can_stop_early(verdict):
+        if remaining <= 0.05 or judge.can_stop_early(verdict, intervals):
             return verdict

@@ -116,7 +116,8 @@ class Runner:
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
             baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
-                                                rollout.baseline_seconds, self.forks)
+                                                rollout.baseline_seconds, rollout.interval_seconds,
+                                                self.forks)
             error = self._change(rollout_id, stage, built, batch, changed)
             if error:
                 self.progress(f"  {error}")
