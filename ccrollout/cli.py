@@ -171,7 +171,7 @@ def cmd_facts(args) -> int:
         return errors.EXIT_OK
     for name, facts in answer.items():
         if "unreachable" in facts:
-            print(f"{name}: UNREACHABLE {facts['unreachable']}")
+            print(f"UNREACHABLE {facts['unreachable']}")
             continue
         managed = ", ".join(f"{n}({len(m['users'])} users)" for n, m in facts["managed"].items()) or "none"
         print(f"{name}: kernel {facts['kernel']}, default {facts['default']}, "
@@ -240,6 +240,9 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"ccrollout: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
+        sys.stderr.close()
+        return errors.EXIT_OK
     except KeyboardInterrupt:
         print("ccrollout: interrupted", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
