@@ -149,7 +149,11 @@ class Session:
         data, digest = hostcode.bundle()
         remote = posixpath.join(self.target.state_dir, f"ccrollout-host-{digest[:16]}.pyz")
         try:
-            self._ensure_remote_file(self._sftp(), remote, data)
+            sftp = self._sftp()
+            if self._ensure_remote_file(sftp, remote, data):
+                for entry in sftp.listdir(self.target.state_dir):  # earlier versions are of no use
+                    if entry.startswith("ccrollout-host-") and entry != posixpath.basename(remote):
+                        sftp.remove(posixpath.join(self.target.state_dir, entry))
         except (OSError, paramiko.SSHException) as exc:
             raise HostError(self.target.name, f"cannot push the host side: {exc}") from None
         self._host_code = remote

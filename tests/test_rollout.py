@@ -207,3 +207,21 @@ def test_without_traffic_a_canary_does_not_pass(fleet, journal_home, tmp_path):
     assert any("too little traffic to judge" in reason for reason in verdict["reasons"])
     assert default_of("lab1") == "reno"
     assert_gone("ccr_reno")
+
+
+def test_unknown_host_key_is_refused_before_any_change(fleet, journal_home, tmp_path):
+    empty_known_hosts = tmp_path / "known_hosts"
+    empty_known_hosts.write_text("")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(Path(fleet).read_text().replace(
+        str(lab.lab_dir() / "known_hosts"), str(empty_known_hosts)))
+    assert str(empty_known_hosts) in inventory.read_text()
+    before = {host: default_of(host) for host in HOSTS}
+    # HOME points elsewhere too, so no known_hosts of the machine's own can vouch for the lab.
+    applied = subprocess.run([sys.executable, "-m", "ccrollout.cli", "apply", "-i", str(inventory),
+                              "playbooks/lab-reno.yaml"], capture_output=True, text=True, cwd=REPO,
+                             env={**os.environ, "CCROLLOUT_HOME": str(journal_home), "HOME": str(tmp_path)})
+    assert applied.returncode == 5, applied.stderr + applied.stdout
+    assert "not in known_hosts (refusing to connect)" in applied.stderr
+    assert {host: default_of(host) for host in HOSTS} == before
+    assert "ccr_reno" not in registered_controls()
