@@ -46,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     fleet_options(facts)
     facts.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
 
+    inventory = commands.add_parser("inventory", help="show an inventory as Ansible reads it")
+    inventory.add_argument("-i", "--inventory", action="append", required=True, metavar="INVENTORY",
+                           help="Ansible inventory file or directory (repeatable)")
+    inventory.add_argument("-l", "--limit", metavar="PATTERN", help="only hosts that also match PATTERN")
+    shown = inventory.add_mutually_exclusive_group(required=True)
+    shown.add_argument("--list", action="store_true", help="JSON as `ansible-inventory --list` prints it")
+    shown.add_argument("--hosts", metavar="PATTERN", help="the hosts PATTERN matches, one a line")
+    inventory.add_argument("--export", action="store_true",
+                           help="with --list: each group's and host's own variables, as --export")
+
     history = commands.add_parser("history", help="list past rollouts")
     history.add_argument("--journal", metavar="PATH")
     history.add_argument("--json", action="store_true")
@@ -179,6 +189,20 @@ def cmd_facts(args) -> int:
     return errors.EXIT_OK if all("unreachable" not in f for f in answer.values()) else errors.EXIT_HOST_FAILED
 
 
+def cmd_inventory(args) -> int:
+    from .inventory import load_inventory
+    inventory = load_inventory(args.inventory)
+    if args.list:
+        if args.limit:
+            raise InvalidInput("--limit goes with --hosts, not --list")
+        json.dump(inventory.to_ansible_list(export=args.export), sys.stdout, indent=4, sort_keys=True)
+        print()
+        return errors.EXIT_OK
+    for host in _select_hosts(inventory, args.hosts, args.limit):
+        print(host.name)
+    return errors.EXIT_OK
+
+
 def cmd_history(args) -> int:
     journal = _journal(args.journal)
     rollouts = journal.rollouts()
@@ -230,7 +254,7 @@ def _report(args, result) -> None:
 
 
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
-            "history": cmd_history, "lab": cmd_lab}
+            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab}
 
 
 def main(argv=None) -> int:
