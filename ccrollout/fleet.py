@@ -45,8 +45,8 @@ class Target:
 
     name: str
     address: str
-    port: int = 22
-    user: str = "root"
+    port: int | None = None  # None: ~/.ssh/config's Port for the address, else 22 (as Ansible)
+    user: str | None = None  # None: ~/.ssh/config's User for the address, else the local user
     key_file: str | None = None
     known_hosts: str | None = None
     python: str = DEFAULT_PYTHON
@@ -61,8 +61,8 @@ class Target:
         return cls(
             name=name,
             address=text("ansible_host", name),
-            port=int(host_vars.get("ansible_port", 22)),
-            user=text("ansible_user", "root"),
+            port=None if host_vars.get("ansible_port") is None else int(host_vars["ansible_port"]),
+            user=text("ansible_user"),
             key_file=text("ansible_ssh_private_key_file"),
             known_hosts=text("ccrollout_known_hosts"),
             python=text("ansible_python_interpreter", DEFAULT_PYTHON),
@@ -85,7 +85,10 @@ class Session:
                           "auth_timeout": CONNECT_TIMEOUT}
         if target.key_file:
             connect_kwargs["key_filename"] = os.path.expanduser(target.key_file)
-        self.connection = fabric.Connection(target.address, user=target.user, port=target.port,
+        # user and port only when the inventory sets them: given, they override ~/.ssh/config.
+        given = {key: value for key, value in (("user", target.user), ("port", target.port))
+                 if value is not None}
+        self.connection = fabric.Connection(target.address, **given,
                                             connect_kwargs=connect_kwargs,
                                             connect_timeout=CONNECT_TIMEOUT)
         client = self.connection.client
