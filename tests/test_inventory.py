@@ -407,3 +407,121 @@ def test_example_inventory_in_the_repository():
     assert names(inventory.select("prod:!db:!canary")) == [  # ansible-core 2.19
         "web02.example.com", "web03.example.com", "web04.example.com", "web05.example.com"]
     assert inventory.hosts["web05.example.com"].vars["ansible_port"] == 2222
+
+
+# -- property tests: whatever the text, an Inventory or InvalidInput, never a traceback -----------
+
+import tempfile  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+YAML_INVENTORY = """
+all:
+  vars: {x: 0}
+  hosts:
+    bastion: {ansible_host: 10.0.0.1}
+  children:
+    web:
+      hosts:
+        web[01:04]:
+        w9: {a: "b c", n: 3, f: true}
+      vars: {role: web}
+    prod:
+      children:
+        web:
+        db:
+          hosts:
+            db-[a:c]:
+"""
+
+_INVENTORY_CHARS = st.sampled_from(list("[]:=#;,*!&~-_. \n\t\"'{}()0123456789abcwebdbvars" "é\x00\\") +
+                                   ["children", "vars", "hosts", "all", ":children", ":vars", "\n[",
+                                    "ansible_port=", "[01:99]", "[a:z]", "  ", "- ", "{{", "}}", "!!python/",
+                                    "&anchor ", "*anchor", "<<: ", "plugin: x", "---", "..."])
+_TEXT = st.lists(_INVENTORY_CHARS, max_size=60).map("".join)
+_PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def _mutated(draw, base: str) -> str:
+    """BASE with a few random edits: delete, insert, duplicate or swap lines, change characters."""
+    text = base
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["delete", "insert", "dup_line", "swap_lines", "replace"]))
+        position = draw(st.integers(0, max(len(text), 1) - 1))
+        if kind == "delete":
+            text = text[:position] + text[position + draw(st.integers(1, 8)):]
+        elif kind == "insert":
+            text = text[:position] + draw(_TEXT) + text[position:]
+        elif kind == "replace":
+            text = text[:position] + draw(_INVENTORY_CHARS) + text[position + 1:]
+        else:
+            lines = text.split("\n")
+            i, j = draw(st.integers(0, len(lines) - 1)), draw(st.integers(0, len(lines) - 1))
+            if kind == "dup_line":
+                lines.insert(j, lines[i])
+            else:
+                lines[i], lines[j] = lines[j], lines[i]
+            text = "\n".join(lines)
+    return text
+
+
+def _load_cleanly(files: dict[str, str], sources: list[str]):
+    """Write FILES in a fresh directory and load SOURCES: an Inventory, or InvalidInput with a message."""
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        for relative, text in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        try:
+            inventory = load_inventory([str(root / source) for source in sources])
+        except InvalidInput as exc:
+            assert str(exc).strip()
+            return None
+        # What a loaded inventory offers must work too.
+        inventory.to_ansible_list()
+        inventory.to_ansible_list(export=True)
+        for pattern in ("all", "ungrouped", "web:&prod", "all:!web", "web[0:2]", "~w.*"):
+            inventory.select(pattern)
+        return inventory
+
+
+@_PROPERTY_SETTINGS
+@given(text=_TEXT, name=st.sampled_from(["hosts.ini", "hosts.yml", "hosts"]))
+def test_random_inventory_text_loads_or_is_invalid(text, name):
+    _load_cleanly({name: text}, [name])
+
+
+@_PROPERTY_SETTINGS
+@given(text=_mutated(textwrap.dedent(INI)))
+def test_mutated_ini_inventory_loads_or_is_invalid(text):
+    _load_cleanly({"hosts.ini": text}, ["hosts.ini"])
+
+
+@_PROPERTY_SETTINGS
+@given(text=_mutated(YAML_INVENTORY), extensionless=st.booleans())
+def test_mutated_yaml_inventory_loads_or_is_invalid(text, extensionless):
+    name = "hosts" if extensionless else "hosts.yml"
+    _load_cleanly({name: text}, [name])
+
+
+@_PROPERTY_SETTINGS
+@given(group_vars=_TEXT, host_vars=_mutated("ansible_user: deploy\nports: [1, 2]\nnested: {a: 1}\n"))
+def test_random_vars_files_load_or_are_invalid(group_vars, host_vars):
+    _load_cleanly({"inv/hosts.yml": YAML_INVENTORY, "inv/group_vars/web/a.yml": group_vars,
+                   "inv/host_vars/w9.yml": host_vars}, ["inv"])
+
+
+@_PROPERTY_SETTINGS
+@given(pattern=_TEXT)
+def test_random_patterns_select_or_are_invalid(pattern):
+    with tempfile.TemporaryDirectory() as directory:
+        inventory = load_inventory([str(write(Path(directory) / "hosts.yml", YAML_INVENTORY))])
+        try:
+            inventory.select(pattern)
+            inventory.unmatched_terms(pattern)
+        except InvalidInput:
+            pass
