@@ -13,6 +13,7 @@ suggestion where one is close.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -89,6 +90,14 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Scope:
+    """Where a control becomes active on a host."""
+
+    default: bool = True
+    routes: tuple[str, ...] = ()  # normalised IPv4 prefixes
+
+
+@dataclass(frozen=True)
 class Rollout:
     """One rollout of one algorithm onto the hosts a pattern selects."""
 
@@ -103,6 +112,7 @@ class Rollout:
     health: Health
     max_fail_percentage: float  # fraction: 0.1 for 10%
     on_failure: str  # "rollback" | "hold"
+    scope: Scope = Scope()
 
 
 @dataclass(frozen=True)
@@ -357,6 +367,7 @@ class _PlanReader:
             self.check_stages(at + ("stages",), rollout.get("stages"))
             self.check_timing(at, rollout)
             self.check_health(at + ("health",), rollout.get("health"))
+            self.check_scope(at + ("scope",), rollout.get("scope"))
             fail = rollout.get("max_fail_percentage")
             if isinstance(fail, str) and self.ok(at + ("max_fail_percentage",)):
                 self.parse(at + ("max_fail_percentage",), units.parse_percent, fail)
@@ -414,6 +425,20 @@ class _PlanReader:
                        f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
                        f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
 
+    def check_scope(self, at: tuple, scope: Any) -> None:
+        if not isinstance(scope, dict):
+            return
+        routes = scope.get("routes", [])
+        if isinstance(routes, list):
+            for index, prefix in enumerate(routes):
+                if isinstance(prefix, str) and self.ok(at + ("routes", index)):
+                    try:
+                        ipaddress.IPv4Network(prefix, strict=True)
+                    except ValueError as exc:
+                        self.error(at + ("routes", index), f"{prefix!r} is not an IPv4 prefix: {exc}")
+        if scope.get("default") is False and not routes and self.ok(at):
+            self.error(at, "a scope with default: false and no routes activates the control nowhere")
+
     def check_health(self, at: tuple, health: Any) -> None:
         if not isinstance(health, dict):
             return
@@ -464,6 +489,9 @@ class _PlanReader:
                     entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
                     allow_number=True),
                 on_failure=entry.get("on_failure", _default("rollout", "on_failure")),
+                scope=Scope(default=entry.get("scope", {}).get("default", True),
+                            routes=tuple(str(ipaddress.IPv4Network(prefix))
+                                         for prefix in entry.get("scope", {}).get("routes", []))),
             ))
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),

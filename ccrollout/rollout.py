@@ -118,7 +118,7 @@ class Runner:
             baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
                                                 rollout.baseline_seconds, rollout.interval_seconds,
                                                 self.forks)
-            error = self._change(rollout_id, stage, built, batch, changed)
+            error = self._change(rollout_id, stage, built, rollout.scope, batch, changed)
             if error:
                 self.progress(f"  {error}")
                 undone = self.roll_back_hosts(rollout_id, changed)
@@ -150,7 +150,7 @@ class Runner:
         return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
                       self.reports, verdicts)
 
-    def _change(self, rollout_id: str, stage: int, built: build.BuiltObject, batch: list[str],
+    def _change(self, rollout_id: str, stage: int, built: build.BuiltObject, scope, batch: list[str],
                 changed: list[str]) -> str | None:
         """Load and activate on BATCH; returns the first error, with every touched host in CHANGED."""
         change_ids = {name: self.journal.intend(rollout_id, name, stage, built.name, built.digest)
@@ -164,7 +164,8 @@ class Runner:
             return session.call([{"op": "install", "name": built.name, "digest": built.digest}])
 
         def activate(session: fleet.Session):
-            return session.call([{"op": "activate", "name": built.name, "digest": built.digest}])
+            return session.call([{"op": "activate", "name": built.name, "digest": built.digest,
+                                  "default": scope.default, "routes": list(scope.routes)}])
 
         first_error = None
         ready = batch

@@ -8,7 +8,7 @@ import json
 from .plan import SCHEMA_PATH
 
 _SECTIONS = (("plan", None), ("algorithms[]", "algorithm"), ("rollouts[]", "rollout"),
-             ("rollouts[].health", "health"))
+             ("rollouts[].health", "health"), ("rollouts[].scope", "scope"))
 
 
 def _kind(spec: dict, definitions: dict) -> str:

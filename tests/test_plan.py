@@ -16,6 +16,7 @@ from ccrollout.errors import EXIT_INVALID_INPUT, InvalidInput
 from ccrollout.inventory import load_inventory
 from ccrollout.plan import (
     SCHEMA_PATH,
+    Scope,
     Health,
     Stage,
     check_plan_against_inventory,
@@ -484,3 +485,36 @@ def test_arbitrary_text_gives_a_plan_or_invalid_input(fuzz_tree, text):
         load_plan(path)
     except InvalidInput:
         pass
+
+
+# -- activation scope ---------------------------------------------------------------------------
+
+SCOPED = """
+algorithms:
+  - name: ccr_reno
+    source: ../bpf/ccr_reno.bpf.c
+rollouts:
+  - name: r
+    algorithm: ccr_reno
+    hosts: lab
+    stages: [1]
+    bake: 2s
+    scope: SCOPE
+"""
+
+
+def test_scope_defaults_to_the_namespace_default(tree):
+    plan = load_plan(write_plan(tree, SCOPED.replace("    scope: SCOPE\n", "")))
+    assert plan.rollouts[0].scope == Scope(default=True, routes=())
+
+
+def test_scope_with_routes(tree):
+    plan = load_plan(write_plan(tree, SCOPED.replace("SCOPE", '{default: false, routes: ["10.0.0.0/8", "192.0.2.7/32"]}')))
+    assert plan.rollouts[0].scope == Scope(default=False, routes=("10.0.0.0/8", "192.0.2.7/32"))
+
+
+def test_scope_errors_name_the_prefix_and_the_empty_scope(tree):
+    lines = errors_of(write_plan(tree, SCOPED.replace("SCOPE", '{default: false, routes: ["10.1.2.3/8"]}')))
+    assert any("rollouts[0].scope.routes[0]" in line and "host bits set" in line for line in lines)
+    lines = errors_of(write_plan(tree, SCOPED.replace("SCOPE", "{default: false}")))
+    assert any("activates the control nowhere" in line and ":10:" in line for line in lines)

@@ -225,3 +225,31 @@ def test_unknown_host_key_is_refused_before_any_change(fleet, journal_home, tmp_
     assert "not in known_hosts (refusing to connect)" in applied.stderr
     assert {host: default_of(host) for host in HOSTS} == before
     assert "ccr_reno" not in registered_controls()
+
+
+def route_of(host: str, prefix: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", host, "ip", "-4", "route", "show", "exact", prefix],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_route_scope_changes_only_the_routes_and_rollback_restores_them(fleet, journal_home, tmp_path):
+    connected, added = "10.199.0.0/24", "10.199.0.254/32"
+    before = {host: (default_of(host), route_of(host, connected), route_of(host, added)) for host in HOSTS}
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"],
+                      scope={"default": False, "routes": [connected, added]})
+    try:
+        applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        for host in HOSTS:
+            assert default_of(host) == before[host][0]  # the namespace default is left alone
+            assert "congctl ccr_reno" in route_of(host, connected)
+            assert route_of(host, connected).replace(" congctl ccr_reno", "") == before[host][1]
+            assert "congctl ccr_reno" in route_of(host, added)
+        # A new connection to the sink follows its route's control, not the default.
+        assert lab.transfer("lab1", 0.5)["congestion"] == "ccr_reno"
+    finally:
+        rolled = ccrollout(journal_home, "rollback", "-i", fleet)
+    assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+    for host in HOSTS:
+        assert (default_of(host), route_of(host, connected), route_of(host, added)) == before[host]
+    assert_gone("ccr_reno")

@@ -22,7 +22,8 @@ def _run_one(state_dir: str, action: dict) -> dict:
     if op == "install":
         return actions.install(state_dir, action["name"], action["digest"])
     if op == "activate":
-        return actions.activate(state_dir, action["name"], action["digest"])
+        return actions.activate(state_dir, action["name"], action["digest"],
+                                action.get("default", True), action.get("routes", ()))
     if op == "deactivate":
         return actions.deactivate(state_dir, action["name"], action.get("restore"))
     raise actions.ActionError(f"unknown action {op!r}")

@@ -14,7 +14,7 @@ import os
 import subprocess
 import time
 
-from . import facts, layout
+from . import facts, layout, routes
 from .libbpf import MIN_VERSION, Libbpf, LibbpfError
 
 _DEFAULT_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
@@ -209,21 +209,33 @@ def install(state_dir: str, name: str, digest: str) -> dict:
     return {"changed": changed, "loaded": loaded, "link": ids, "netns": netns}
 
 
-def activate(state_dir: str, name: str, digest: str) -> dict:
-    """Make NAME the default for new connections of this namespace, remembering the old one."""
+def activate(state_dir: str, name: str, digest: str, default: bool = True, prefixes=()) -> dict:
+    """Make NAME the namespace's default and/or the control of routes to PREFIXES,
+    remembering what each replaced before changing it."""
     if name not in facts.available_congestion_controls():
         raise ActionError(f"{name} is not registered on this kernel")
-    previous = facts.default_congestion_control()
+    current = facts.default_congestion_control()
     state = read_state(state_dir)
-    record = state["controls"].get(name)
-    if record is None:
-        record = {"previous_default": previous, "digest": digest, "since": time.time()}
-        state["controls"][name] = record
-        write_state(state_dir, state)  # written before the change, so a rollback knows what to restore
-    if previous == name:
-        return {"changed": False, "default": name, "previous": record["previous_default"]}
-    write_default(name)
-    return {"changed": True, "default": name, "previous": record["previous_default"]}
+    record = state["controls"].setdefault(
+        name, {"previous_default": current, "digest": digest, "since": time.time(), "routes": {}})
+    record.setdefault("routes", {})
+    try:
+        for prefix in prefixes:
+            record["routes"].setdefault(prefix, {"previous": routes.exact(prefix)})
+    except routes.RouteError as exc:
+        raise ActionError(str(exc)) from None
+    write_state(state_dir, state)  # written before the change, so a rollback knows what to restore
+    changed = False
+    if default and current != name:
+        write_default(name)
+        changed = True
+    try:
+        for prefix in prefixes:
+            changed |= routes.activate(prefix, name, record["routes"][prefix]["previous"])
+    except routes.RouteError as exc:
+        raise ActionError(str(exc)) from None
+    return {"changed": changed, "default": facts.default_congestion_control(),
+            "previous": record["previous_default"], "routes": list(prefixes)}
 
 
 def _restore_default(name: str, wanted: str | None) -> str:
@@ -251,6 +263,11 @@ def deactivate(state_dir: str, name: str, restore: str | None = None) -> dict:
     if facts.default_congestion_control() == name:
         restored = _restore_default(name, restore or record.get("previous_default"))
         changed = True
+    try:
+        for prefix, route in record.get("routes", {}).items():
+            changed |= routes.restore(prefix, name, route.get("previous"))
+    except routes.RouteError as exc:
+        raise ActionError(str(exc)) from None
     unloaded = False
     if os.path.isdir(layout.control_dir(name)):
         netns = facts.netns_id()
