@@ -1,8 +1,10 @@
 """The controller's record of rollouts, in SQLite.
 
-A change is written as 'intended' before it is made and marked 'done' (or
-'failed') after, with what it replaced; a rollback marks it 'undone'. So
-after a crash the journal still names every host that may have been changed.
+A change is written as 'intended' before it is made and marked after: 'done'
+(with what it replaced), 'unchanged' (the host already was as planned, so a
+rollback of this rollout leaves it alone) or 'failed'; a rollback marks it
+'undone'. So after a crash the journal still names every host that may have
+been changed.
 """
 
 import json
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS changes (
     algorithm TEXT NOT NULL,
     digest TEXT NOT NULL,
     previous_default TEXT,
-    state TEXT NOT NULL,            -- intended | done | failed | undone
+    state TEXT NOT NULL,            -- intended | done | unchanged | failed | undone
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (

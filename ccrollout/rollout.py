@@ -70,6 +70,7 @@ class Runner:
         self.forks = forks
         self.progress = progress
         self.reports = {name: HostReport(name) for name in self.targets}
+        self.facts: dict[str, dict] = {}
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -96,6 +97,7 @@ class Runner:
 
         outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
         failures = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
+        self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in failures}
         if failures:
             for name, error in failures.items():
                 self.reports[name].error = error
@@ -115,9 +117,11 @@ class Runner:
             later = [name for name in hosts if name not in changed and name not in batch]
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
-            baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
-                                                rollout.baseline_seconds, rollout.interval_seconds,
-                                                self.forks)
+            baselines = {}
+            if not all(self._already_in_place(name, built, rollout.scope) for name in batch):
+                baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
+                                                    rollout.baseline_seconds, rollout.interval_seconds,
+                                                    self.forks)
             error = self._change(rollout_id, stage, built, rollout.scope, batch, changed)
             if error:
                 self.progress(f"  {error}")
@@ -126,6 +130,10 @@ class Runner:
                 headline = error.splitlines()[0] + ("; rolled back" if undone else "; rollback incomplete")
                 return Result(rollout_id, status, EXIT_HOST_FAILED if undone else EXIT_NEEDS_ATTENTION,
                               headline, self.reports, verdicts)
+            if all(self.reports[name].status == "ok" for name in batch):
+                self.progress("  nothing changed: no bake needed")
+                verdicts.append({"stage": stage, "hosts": batch, "outcome": "unchanged", "reasons": []})
+                continue
             if rollout.settle_seconds > 0:
                 time.sleep(rollout.settle_seconds)  # let connections opened before the change finish
             verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
@@ -150,6 +158,13 @@ class Runner:
         return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
                       self.reports, verdicts)
 
+    def _already_in_place(self, name: str, built: build.BuiltObject, scope) -> bool:
+        """What the gathered facts say; the host side still decides (and reports) for itself."""
+        facts = self.facts.get(name, {})
+        managed = facts.get("managed", {}).get(built.name, {})
+        return (managed.get("digest") == built.digest and facts.get("netns") in managed.get("users", [])
+                and (not scope.default or facts.get("default") == built.name) and not scope.routes)
+
     def _change(self, rollout_id: str, stage: int, built: build.BuiltObject, scope, batch: list[str],
                 changed: list[str]) -> str | None:
         """Load and activate on BATCH; returns the first error, with every touched host in CHANGED."""
@@ -168,7 +183,7 @@ class Runner:
                                   "default": scope.default, "routes": list(scope.routes)}])
 
         first_error = None
-        ready = batch
+        ready, loaded = batch, {}
         for phase, work in (("push+load", load), ("activate", activate)):
             outcomes = self._phase(phase, ready, work)
             ready = []
@@ -180,10 +195,16 @@ class Runner:
                     first_error = first_error or error
                     continue
                 ready.append(name)
-                if phase == "activate":
+                if phase == "push+load":
+                    loaded[name] = outcome.value[-1]["changed"]
+                else:
                     result = outcome.value[-1]
-                    self.journal.mark(change_ids[name], "done", result.get("previous"))
-                    self.reports[name].status = "changed" if result["changed"] else "ok"
+                    if loaded[name] or result["changed"]:
+                        self.journal.mark(change_ids[name], "done", result.get("previous"))
+                        self.reports[name].status = "changed"
+                    else:  # already as the plan wants: a rollback of this rollout must not touch it
+                        self.journal.mark(change_ids[name], "unchanged")
+                        self.reports[name].status = "ok"
             if first_error:
                 return first_error
         for name in batch:

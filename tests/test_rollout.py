@@ -253,3 +253,28 @@ def test_route_scope_changes_only_the_routes_and_rollback_restores_them(fleet, j
     for host in HOSTS:
         assert (default_of(host), route_of(host, connected), route_of(host, added)) == before[host]
     assert_gone("ccr_reno")
+
+
+def test_applying_the_same_plan_twice_changes_nothing_the_second_time(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c")
+    try:
+        first = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
+        assert first.returncode == 0, first.stderr + first.stdout
+        links_before = struct_ops_links()
+        second = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
+        assert second.returncode == 0, second.stderr + second.stdout
+        summary = json.loads(second.stdout)
+        assert {report["status"] for report in summary["hosts"].values()} == {"ok"}
+        assert {verdict["outcome"] for verdict in summary["verdicts"]} == {"unchanged"}
+        assert struct_ops_links() == links_before  # the same link: nothing was reloaded
+        assert all(default_of(host) == "ccr_reno" for host in HOSTS)
+        # Undoing the second rollout has nothing to undo; the first one is still in place.
+        undo_second = ccrollout(journal_home, "rollback", "-i", fleet, summary["rollout"])
+        assert undo_second.returncode == 0 and "no change left to undo" in undo_second.stdout
+        assert all(default_of(host) == "ccr_reno" for host in HOSTS)
+    finally:
+        history = json.loads(ccrollout(journal_home, "history", "--json").stdout or "[]")
+        for rollout in history:
+            ccrollout(journal_home, "rollback", "-i", fleet, rollout["id"])
+    assert all(default_of(host) == "reno" for host in HOSTS)
+    assert_gone("ccr_reno")
