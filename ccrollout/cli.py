@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = commands.add_parser("apply", help="roll a plan out in canary stages")
     fleet_options(apply)
+    apply.add_argument("--check", action="store_true",
+                       help="say which hosts would change, and change nothing")
+    apply.add_argument("--diff", action="store_true", help="with --check: say what would change on each")
     apply.add_argument("plan", metavar="PLAN")
 
     rollback = commands.add_parser("rollback", help="undo a rollout (the last one by default)")
@@ -118,7 +121,7 @@ def cmd_apply(args) -> int:
                                + (f" within --limit {args.limit!r}" if args.limit else ""))
         runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
         try:
-            result = runner.apply(str(plan.path), rollout)
+            result = runner.check(rollout, args.diff) if args.check else runner.apply(str(plan.path), rollout)
         finally:
             runner.close()
         _report(args, result)

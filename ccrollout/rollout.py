@@ -158,6 +158,48 @@ class Runner:
         return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
                       self.reports, verdicts)
 
+    def check(self, rollout, show_diff: bool = False) -> Result:
+        """What apply would change on each host, changing nothing (Ansible's check mode)."""
+        algorithm = rollout.algorithm
+        built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags))
+        hosts = list(self.targets)
+        outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
+        unreachable = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
+        self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in unreachable}
+        would_change = 0
+        for name in hosts:
+            report = self.reports[name]
+            if name in unreachable:
+                report.status, report.error = "unreachable", unreachable[name]
+                continue
+            diff = self._diff(name, built, rollout.scope)
+            report.status = "would change" if diff else "ok"
+            would_change += bool(diff)
+            self.progress(f"{name}: {report.status}")
+            for line in diff if show_diff else ():
+                self.progress(f"  {line}")
+        message = f"{would_change} of {len(hosts)} hosts would change; nothing was changed"
+        if unreachable:
+            return Result(None, "unreachable", EXIT_HOST_FAILED, message, self.reports)
+        return Result(None, "checked", EXIT_OK, message, self.reports)
+
+    def _diff(self, name: str, built: build.BuiltObject, scope) -> list[str]:
+        facts = self.facts[name]
+        managed = facts.get("managed", {}).get(built.name)
+        lines = []
+        if managed is None:
+            lines.append(f"load {built.name} {built.digest[:12]} on kernel {facts.get('boot_id', '?')[:8]}")
+        elif managed.get("digest") != built.digest:
+            lines.append(f"refuse: {built.name} is loaded from another object "
+                         f"({(managed.get('digest') or '?')[:12]})")
+        elif facts.get("netns") not in managed.get("users", []):
+            lines.append(f"use the {built.name} already loaded on this kernel")
+        if scope.default and facts.get("default") != built.name:
+            lines.append(f"default: {facts.get('default')} -> {built.name}")
+        for prefix in scope.routes:
+            lines.append(f"route {prefix}: congctl {built.name} (unless already so)")
+        return lines
+
     def _already_in_place(self, name: str, built: build.BuiltObject, scope) -> bool:
         """What the gathered facts say; the host side still decides (and reports) for itself."""
         facts = self.facts.get(name, {})

@@ -261,6 +261,8 @@ def test_applying_the_same_plan_twice_changes_nothing_the_second_time(fleet, jou
         first = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
         assert first.returncode == 0, first.stderr + first.stdout
         links_before = struct_ops_links()
+        checked = ccrollout(journal_home, "apply", "--check", "-i", fleet, str(plan))
+        assert checked.returncode == 0 and "0 of 3 hosts would change" in checked.stdout, checked.stdout
         second = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
         assert second.returncode == 0, second.stderr + second.stdout
         summary = json.loads(second.stdout)
@@ -278,3 +280,24 @@ def test_applying_the_same_plan_twice_changes_nothing_the_second_time(fleet, jou
             ccrollout(journal_home, "rollback", "-i", fleet, rollout["id"])
     assert all(default_of(host) == "reno" for host in HOSTS)
     assert_gone("ccr_reno")
+
+
+def bpf_view() -> tuple:
+    """What an observer outside ccrollout sees: controls, links, maps, every host's default."""
+    result = subprocess.run(["bpftool", "-j", "struct_ops", "show"], capture_output=True, text=True, check=True)
+    return (sorted(registered_controls()), struct_ops_links(), json.loads(result.stdout or "[]"),
+            {host: default_of(host) for host in HOSTS})
+
+
+def test_check_mode_says_what_would_change_and_changes_nothing(fleet, journal_home):
+    before = bpf_view()
+    checked = ccrollout(journal_home, "apply", "--check", "--diff", "-i", fleet, "playbooks/lab-reno.yaml")
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+    for host in HOSTS:
+        assert f"{host}: would change" in checked.stdout
+    assert "default: reno -> ccr_reno" in checked.stdout
+    assert "load ccr_reno" in checked.stdout
+    assert "nothing was changed" in checked.stdout
+    assert bpf_view() == before
+    history = ccrollout(journal_home, "history", "--json")
+    assert json.loads(history.stdout or "[]") == []
