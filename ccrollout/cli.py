@@ -12,7 +12,7 @@ EXIT_CODES = """exit codes:
   0  success            1  a canary failed; changed hosts were rolled back
   2  bad command line   3  invalid plan or inventory
   4  build failed       5  a host refused or was unreachable; changed hosts were rolled back
-  6  hosts need attention (rollback incomplete, or the plan said hold)
+  6  hosts need attention (rollback incomplete, the plan said hold, or status found drift)
   7  the lab could not be set up or torn down   130  interrupted"""
 
 
@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     shown.add_argument("--hosts", metavar="PATTERN", help="the hosts PATTERN matches, one a line")
     inventory.add_argument("--export", action="store_true",
                            help="with --list: each group's and host's own variables, as --export")
+
+    status = commands.add_parser("status", help="each host against what ccrollout set there: "
+                                 "in step, drifted or unreachable")
+    fleet_options(status)
+    status.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
 
     history = commands.add_parser("history", help="list past rollouts")
     history.add_argument("--journal", metavar="PATH")
@@ -206,6 +211,39 @@ def cmd_inventory(args) -> int:
     return errors.EXIT_OK
 
 
+def cmd_status(args) -> int:
+    from . import fleet
+    from .inventory import load_inventory
+    hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
+    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars)) for host in hosts}
+    try:
+        outcomes = fleet.fan_out(sessions, lambda s: s.call([{"op": "drift"}]), args.forks)
+    finally:
+        for session in sessions.values():
+            session.close()
+    answer = {}
+    for name, outcome in outcomes.items():
+        result = outcome.value[-1] if outcome.ok else {}
+        if not outcome.ok or not result.get("ok"):
+            answer[name] = {"state": "unreachable", "reasons": [outcome.error or result.get("error")]}
+        else:
+            answer[name] = {"state": "drifted" if result["drift"] else "in step",
+                            "reasons": result["drift"], "managed": result["managed"]}
+    if args.json:
+        json.dump(answer, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        for name, host in answer.items():
+            managed = ", ".join(host.get("managed", [])) or "nothing"
+            print(f"{name}: {host['state']}" + (f" (manages {managed})" if "managed" in host else ""))
+            for reason in host["reasons"]:
+                print(f"  {reason}")
+    states = {host["state"] for host in answer.values()}
+    if "unreachable" in states:
+        return errors.EXIT_HOST_FAILED
+    return errors.EXIT_NEEDS_ATTENTION if "drifted" in states else errors.EXIT_OK
+
+
 def cmd_history(args) -> int:
     journal = _journal(args.journal)
     rollouts = journal.rollouts()
@@ -257,6 +295,7 @@ def _report(args, result) -> None:
 
 
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
+            "status": cmd_status,
             "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab}
 
 

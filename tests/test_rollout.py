@@ -301,3 +301,32 @@ def test_check_mode_says_what_would_change_and_changes_nothing(fleet, journal_ho
     assert bpf_view() == before
     history = ccrollout(journal_home, "history", "--json")
     assert json.loads(history.stdout or "[]") == []
+
+
+def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"])
+    try:
+        applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        status = ccrollout(journal_home, "status", "--json", "-i", fleet)
+        assert status.returncode == 0, status.stdout
+        assert {host["state"] for host in json.loads(status.stdout).values()} == {"in step"}
+        # What a reboot does to bpffs: the pin goes, and with it the registration.
+        (pin_dir("ccr_reno") / "link").unlink()
+        assert "ccr_reno" not in registered_controls()
+        drifted = ccrollout(journal_home, "status", "--json", "-i", fleet)
+        assert drifted.returncode == 6, drifted.stdout
+        report = json.loads(drifted.stdout)
+        assert {host["state"] for host in report.values()} == {"drifted"}
+        assert any("pin is gone" in reason for reason in report["lab1"]["reasons"])
+        repaired = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+        assert repaired.returncode == 0, repaired.stderr + repaired.stdout
+        assert "ccr_reno" in registered_controls() and (pin_dir("ccr_reno") / "link").exists()
+        assert ccrollout(journal_home, "status", "-i", fleet).returncode == 0
+        assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"
+    finally:
+        history = json.loads(ccrollout(journal_home, "history", "--json").stdout or "[]")
+        for rollout in reversed(history):
+            ccrollout(journal_home, "rollback", "-i", fleet, rollout["id"])
+    assert all(default_of(host) == "reno" for host in HOSTS)
+    assert_gone("ccr_reno")

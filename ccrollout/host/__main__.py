@@ -19,6 +19,8 @@ def _run_one(state_dir: str, action: dict) -> dict:
         return {"changed": False, "facts": facts.summary()}
     if op == "counters":
         return {"changed": False, **actions.counters()}
+    if op == "drift":
+        return actions.drift(state_dir)
     if op == "install":
         return actions.install(state_dir, action["name"], action["digest"])
     if op == "activate":

@@ -199,6 +199,11 @@ def install(state_dir: str, name: str, digest: str) -> dict:
             if name in facts.available_congestion_controls():
                 raise ActionError(f"a congestion control named {name} is already registered "
                                   "and ccrollout did not load it")
+            # The pin went without us (removed by hand): forget which object it was, but keep
+            # the users' marks, as their namespaces still name the control as their default.
+            stale = layout.loaded_digest(name)
+            if stale:
+                os.rmdir(layout.object_mark(name, stale))
             _load_and_pin(name, object_path, digest)
             changed = loaded = True
         os.makedirs(layout.users_dir(name), exist_ok=True)
@@ -219,16 +224,18 @@ def activate(state_dir: str, name: str, digest: str, default: bool = True, prefi
     record = state["controls"].setdefault(
         name, {"previous_default": current, "digest": digest, "since": time.time(), "routes": {}})
     record.setdefault("routes", {})
+    record["default"] = bool(default)
     try:
         for prefix in prefixes:
             record["routes"].setdefault(prefix, {"previous": routes.exact(prefix)})
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
     write_state(state_dir, state)  # written before the change, so a rollback knows what to restore
-    changed = False
-    if default and current != name:
+    # Written even when it already reads NAME: after a reboot or a lost pin the name may
+    # point at a control that is no longer registered, and writing it binds the loaded one.
+    if default:
         write_default(name)
-        changed = True
+    changed = default and current != name
     try:
         for prefix in prefixes:
             changed |= routes.activate(prefix, name, record["routes"][prefix]["previous"])
@@ -282,6 +289,27 @@ def deactivate(state_dir: str, name: str, restore: str | None = None) -> dict:
         del state["controls"][name]
         write_state(state_dir, state)
     return {"changed": changed, "restored": restored, "unloaded": unloaded}
+
+
+def drift(state_dir: str) -> dict:
+    """How this host differs from what ccrollout last set here (its own record)."""
+    problems = []
+    available = facts.available_congestion_controls()
+    netns = facts.netns_id()
+    for name, record in read_state(state_dir)["controls"].items():
+        if not os.path.exists(layout.link_pin(name)):
+            problems.append(f"{name}: its pin is gone (a reboot, or removed by hand)")
+        elif name not in available:
+            problems.append(f"{name}: pinned but not registered")
+        if netns not in layout.users(name):
+            problems.append(f"{name}: this namespace is not marked as a user")
+        if record.get("default", True) and facts.default_congestion_control() != name:
+            problems.append(f"{name}: the default is {facts.default_congestion_control()}")
+        for prefix in record.get("routes", {}):
+            if routes.congctl_of(prefix) != name:
+                problems.append(f"{name}: the route to {prefix} no longer uses it")
+    return {"changed": False, "drift": problems,
+            "managed": sorted(read_state(state_dir)["controls"])}
 
 
 def counters() -> dict:
