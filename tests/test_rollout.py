@@ -313,6 +313,9 @@ def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_hom
         assert {host["state"] for host in json.loads(status.stdout).values()} == {"in step"}
         # What a reboot does to bpffs: the pin goes, and with it the registration.
         (pin_dir("ccr_reno") / "link").unlink()
+        deadline = time.monotonic() + 5  # the kernel unregisters it a moment after the last reference
+        while "ccr_reno" in registered_controls() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert "ccr_reno" not in registered_controls()
         drifted = ccrollout(journal_home, "status", "--json", "-i", fleet)
         assert drifted.returncode == 6, drifted.stdout

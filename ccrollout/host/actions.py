@@ -165,6 +165,7 @@ def _unload(name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(layout.link_pin(name))  # the last reference: the kernel unregisters it
     _remove_tree(layout.control_dir(name))
+    _wait_unregistered(name)  # so that "unloaded" means gone from the registry, as others see it
 
 
 def pinned_link_ids(name: str) -> dict | None:
@@ -176,6 +177,15 @@ def pinned_link_ids(name: str) -> dict | None:
         return bpf.link_ids(link)
     finally:
         bpf.release_link(link)
+
+
+_UNREGISTER_WAIT_SECONDS = 3.0
+
+
+def _wait_unregistered(name: str) -> None:
+    deadline = time.monotonic() + _UNREGISTER_WAIT_SECONDS
+    while name in facts.available_congestion_controls() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def install(state_dir: str, name: str, digest: str) -> dict:
@@ -196,6 +206,8 @@ def install(state_dir: str, name: str, digest: str) -> dict:
                 raise ActionError(f"{name} is already loaded on this kernel from another object "
                                   f"({(current or 'unknown')[:12]}); in-place upgrade is not supported yet")
         else:
+            if os.path.isdir(layout.control_dir(name)):
+                _wait_unregistered(name)  # a pin removed just now: the kernel lets go a moment later
             if name in facts.available_congestion_controls():
                 raise ActionError(f"a congestion control named {name} is already registered "
                                   "and ccrollout did not load it")
