@@ -147,7 +147,7 @@ def _load_and_pin(name: str, object_path: str, digest: str) -> dict:
             os.makedirs(layout.control_dir(name), exist_ok=True)
             bpf.pin_link(link, layout.link_pin(name))
         except (OSError, LibbpfError) as exc:
-            bpf._lib.bpf_link__destroy(link)  # detaches: the control is unregistered again
+            bpf.destroy_link(link)  # detaches: the control is unregistered again
             _remove_tree(layout.control_dir(name))
             raise ActionError(f"cannot pin {name}: {exc}") from None
         ids = bpf.link_ids(link)

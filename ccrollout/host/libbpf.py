@@ -153,6 +153,10 @@ class Libbpf:
         if self._lib.bpf_link__update_map(link, map_pointer) != 0:
             raise LibbpfError("cannot update the link in place", self._errno(), self.take_log())
 
+    def destroy_link(self, link: int) -> None:
+        """Free the handle and detach: for a struct_ops link, the control is unregistered."""
+        self._lib.bpf_link__destroy(link)
+
     def release_link(self, link: int) -> None:
         """Free libbpf's handle without detaching: the pin keeps the link alive."""
         self._lib.bpf_link__disconnect(link)
