@@ -165,16 +165,21 @@ def cmd_check(args) -> int:
     return errors.EXIT_OK
 
 
-def cmd_facts(args) -> int:
+def _call_each(args, actions: list[dict]) -> dict:
+    """One batch of read-only ACTIONS on every host of args.pattern (and --limit)."""
     from . import fleet
     from .inventory import load_inventory
     hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
     sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars)) for host in hosts}
     try:
-        outcomes = fleet.fan_out(sessions, lambda s: s.call([{"op": "facts"}, {"op": "counters"}]), args.forks)
+        return fleet.fan_out(sessions, lambda session: session.call(actions), args.forks)
     finally:
         for session in sessions.values():
             session.close()
+
+
+def cmd_facts(args) -> int:
+    outcomes = _call_each(args, [{"op": "facts"}, {"op": "counters"}])
     answer = {}
     for name, outcome in outcomes.items():
         if not outcome.ok:
@@ -212,15 +217,7 @@ def cmd_inventory(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from . import fleet
-    from .inventory import load_inventory
-    hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
-    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars)) for host in hosts}
-    try:
-        outcomes = fleet.fan_out(sessions, lambda s: s.call([{"op": "drift"}]), args.forks)
-    finally:
-        for session in sessions.values():
-            session.close()
+    outcomes = _call_each(args, [{"op": "drift"}])
     answer = {}
     for name, outcome in outcomes.items():
         result = outcome.value[-1] if outcome.ok else {}

@@ -495,26 +495,23 @@ class _Builder:
             self.groups[child].parents.append(parent)
             self._ancestor_cache.clear()
 
-    def _descendants(self, name: str) -> set[str]:
+    def _reachable(self, name: str, edges: str) -> set[str]:
+        """Every group reached from NAME by following EDGES ("children" or "parents")."""
         found: set[str] = set()
-        stack = list(self.groups[name].children)
+        stack = list(getattr(self.groups[name], edges))
         while stack:
             group = stack.pop()
             if group not in found:
                 found.add(group)
-                stack.extend(self.groups[group].children)
+                stack.extend(getattr(self.groups[group], edges))
         return found
+
+    def _descendants(self, name: str) -> set[str]:
+        return self._reachable(name, "children")
 
     def _ancestors(self, name: str) -> set[str]:
         if name not in self._ancestor_cache:
-            found: set[str] = set()
-            stack = list(self.groups[name].parents)
-            while stack:
-                group = stack.pop()
-                if group not in found:
-                    found.add(group)
-                    stack.extend(self.groups[group].parents)
-            self._ancestor_cache[name] = found
+            self._ancestor_cache[name] = self._reachable(name, "parents")
         return self._ancestor_cache[name]
 
     def reconcile(self) -> None:

@@ -60,7 +60,7 @@ import sys
 import time
 from pathlib import Path
 
-from ccrollout import labtraffic
+from ccrollout import labtraffic, units
 from ccrollout.errors import LabFailed
 
 DEFAULT_LAB_DIR = "/run/ccrollout-lab"
@@ -96,8 +96,6 @@ _SSHD_START_TIMEOUT = 10.0
 _KILL_GRACE = 2.0
 _LOCK_TIMEOUT = 120.0
 _HOST_NAME = re.compile(r"^lab([1-9][0-9]*)$")
-_RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(bit|kbit|mbit|gbit|tbit|bps|kbps|mbps|gbps|tbps)?$",
-                   re.IGNORECASE)
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
 
@@ -363,7 +361,7 @@ def parse_fraction(value, what: str = "value") -> float:
         raise LabFailed(f"{what}: {value!r} is not a fraction")
     text = str(value).strip()
     try:
-        fraction = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        fraction = units.parse_percent(text, maximum=None) if text.endswith("%") else float(text)
     except ValueError:
         raise LabFailed(f"{what}: {value!r} is neither a fraction in [0, 1] "
                         "nor a percentage like '2%'") from None
@@ -374,14 +372,12 @@ def parse_fraction(value, what: str = "value") -> float:
 
 def parse_rate(value) -> str:
     """'50mbit', '1.5gbit', 50_000_000 (bit/s) -> a rate string tc accepts."""
-    if isinstance(value, bool):
-        raise LabFailed(f"rate: {value!r} is not a rate")
-    if isinstance(value, (int, float)):
-        value = f"{value}bit"
-    match = _RATE.match(str(value).strip())
-    if not match or float(match.group(1)) <= 0:
-        raise LabFailed(f"rate: {value!r} is not a rate like '50mbit' or '1gbit'")
-    return f"{match.group(1)}{(match.group(2) or 'bit').lower()}"
+    try:
+        if units.parse_rate(value) <= 0:
+            raise ValueError("not positive")
+        return units.rate_for_tc(value)
+    except ValueError:
+        raise LabFailed(f"rate: {value!r} is not a rate like '50mbit' or '1gbit'") from None
 
 
 def _host_name(host, state: dict) -> str:

@@ -87,6 +87,13 @@ class Runner:
             self.reports[name].phases[phase] = round(self.reports[name].phases.get(phase, 0) + outcome.seconds, 3)
         return outcomes
 
+    def _gather(self, hosts: list[str]) -> dict[str, str]:
+        """Read every host's facts into self.facts; the errors of those that did not answer."""
+        outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
+        failures = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
+        self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in failures}
+        return failures
+
     # -- apply ---------------------------------------------------------------
 
     def apply(self, plan_path: str, rollout) -> Result:
@@ -95,9 +102,7 @@ class Runner:
         self.progress(f"built {built.name} {built.digest[:12]}{' (cached)' if built.cached else ''}")
         hosts = list(self.targets)
 
-        outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
-        failures = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
-        self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in failures}
+        failures = self._gather(hosts)
         if failures:
             for name, error in failures.items():
                 self.reports[name].error = error
@@ -163,9 +168,7 @@ class Runner:
         algorithm = rollout.algorithm
         built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags))
         hosts = list(self.targets)
-        outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
-        unreachable = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
-        self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in unreachable}
+        unreachable = self._gather(hosts)
         would_change = 0
         for name in hosts:
             report = self.reports[name]

@@ -142,6 +142,16 @@ def parse_rate(value: str | int | float) -> float:
     return number
 
 
+def rate_for_tc(value: str | int | float) -> str:
+    """A rate as tc takes it, checked as parse_rate checks it: "50MBit" -> "50mbit",
+    20000000 -> "20000000bit"."""
+    parse_rate(value)
+    if isinstance(value, str):
+        match = _RATE_RE.match(value.strip().lower())
+        return f"{match.group(1)}{match.group(2) or 'bit'}"
+    return f"{value}bit"
+
+
 def format_duration(seconds: float) -> str:
     """A short human form of a duration: 0.5 -> '500ms', 90 -> '1m30s', 8 -> '8s'."""
     if seconds < 1 and seconds != 0:

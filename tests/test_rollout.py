@@ -81,6 +81,13 @@ def assert_gone(name: str) -> None:
     assert not struct_ops_named(name)
 
 
+def roll_back_every_rollout(home: Path, inventory: str) -> None:
+    """Newest first, so each rollback restores what the one before it found."""
+    history = json.loads(ccrollout(home, "history", "--json").stdout or "[]")
+    for rollout in reversed(history):
+        ccrollout(home, "rollback", "-i", inventory, rollout["id"])
+
+
 def write_plan(tmp_path: Path, algorithm: str, source: str, **rollout) -> Path:
     """A plan beside a copy of bpf/, with short stages for tests."""
     shutil.copytree(REPO / "bpf", tmp_path / "bpf", dirs_exist_ok=True)
@@ -275,9 +282,7 @@ def test_applying_the_same_plan_twice_changes_nothing_the_second_time(fleet, jou
         assert undo_second.returncode == 0 and "no change left to undo" in undo_second.stdout
         assert all(default_of(host) == "ccr_reno" for host in HOSTS)
     finally:
-        history = json.loads(ccrollout(journal_home, "history", "--json").stdout or "[]")
-        for rollout in history:
-            ccrollout(journal_home, "rollback", "-i", fleet, rollout["id"])
+        roll_back_every_rollout(journal_home, fleet)
     assert all(default_of(host) == "reno" for host in HOSTS)
     assert_gone("ccr_reno")
 
@@ -328,8 +333,6 @@ def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_hom
         assert ccrollout(journal_home, "status", "-i", fleet).returncode == 0
         assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"
     finally:
-        history = json.loads(ccrollout(journal_home, "history", "--json").stdout or "[]")
-        for rollout in reversed(history):
-            ccrollout(journal_home, "rollback", "-i", fleet, rollout["id"])
+        roll_back_every_rollout(journal_home, fleet)
     assert all(default_of(host) == "reno" for host in HOSTS)
     assert_gone("ccr_reno")

@@ -308,7 +308,8 @@ def drift(state_dir: str) -> dict:
     problems = []
     available = facts.available_congestion_controls()
     netns = facts.netns_id()
-    for name, record in read_state(state_dir)["controls"].items():
+    controls = read_state(state_dir)["controls"]
+    for name, record in controls.items():
         if not os.path.exists(layout.link_pin(name)):
             problems.append(f"{name}: its pin is gone (a reboot, or removed by hand)")
         elif name not in available:
@@ -320,8 +321,7 @@ def drift(state_dir: str) -> dict:
         for prefix in record.get("routes", {}):
             if routes.congctl_of(prefix) != name:
                 problems.append(f"{name}: the route to {prefix} no longer uses it")
-    return {"changed": False, "drift": problems,
-            "managed": sorted(read_state(state_dir)["controls"])}
+    return {"changed": False, "drift": problems, "managed": sorted(controls)}
 
 
 def counters() -> dict:
