@@ -309,7 +309,9 @@ def test_check_mode_says_what_would_change_and_changes_nothing(fleet, journal_ho
 
 
 def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_home, tmp_path):
-    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"])
+    # The lab playbooks' limits: the repair bakes every host at once, with no control group.
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"],
+                      health={"min_segments": 300, "max_retransmit_ratio": "10%", "max_increase": "3%"})
     try:
         applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
         assert applied.returncode == 0, applied.stderr + applied.stdout
@@ -327,8 +329,10 @@ def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_hom
         report = json.loads(drifted.stdout)
         assert {host["state"] for host in report.values()} == {"drifted"}
         assert any("pin is gone" in reason for reason in report["lab1"]["reasons"])
-        repaired = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+        repaired = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
         assert repaired.returncode == 0, repaired.stderr + repaired.stdout
+        # Every host chose the reloaded control again, so none of them is "ok" (unchanged).
+        assert {r["status"] for r in json.loads(repaired.stdout)["hosts"].values()} == {"changed"}
         assert "ccr_reno" in registered_controls() and (pin_dir("ccr_reno") / "link").exists()
         assert ccrollout(journal_home, "status", "-i", fleet).returncode == 0
         assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"

@@ -237,6 +237,11 @@ def activate(state_dir: str, name: str, digest: str, default: bool = True, prefi
         name, {"previous_default": current, "digest": digest, "since": time.time(), "routes": {}})
     record.setdefault("routes", {})
     record["default"] = bool(default)
+    # A control loaded again since this namespace last chose it (a lost pin, a reboot) has a new
+    # link: choosing it again is a change, even where the default already reads its name.
+    link = pinned_link_ids(name)
+    rebound = record.get("link_id") not in (None, link and link["link_id"])
+    record["link_id"] = link and link["link_id"]
     try:
         for prefix in prefixes:
             record["routes"].setdefault(prefix, {"previous": routes.exact(prefix)})
@@ -247,7 +252,7 @@ def activate(state_dir: str, name: str, digest: str, default: bool = True, prefi
     # point at a control that is no longer registered, and writing it binds the loaded one.
     if default:
         write_default(name)
-    changed = default and current != name
+    changed = (default and current != name) or rebound
     try:
         for prefix in prefixes:
             changed |= routes.activate(prefix, name, record["routes"][prefix]["previous"])
