@@ -116,7 +116,7 @@ def test_repository_playbooks(name):
     assert [str(s) for s in rollout.stages] == ["1", "50%", "100%"]
     assert (rollout.baseline_seconds, rollout.settle_seconds, rollout.bake_seconds,
             rollout.interval_seconds) == (4, 2, 8, 2)
-    assert rollout.health == Health(0.10, 0.03, 500, "fail")
+    assert rollout.health == Health(0.15, 0.10, 500, "fail")
     assert rollout.on_failure == "rollback" and rollout.max_fail_percentage == 0
     assert rollout.algorithm.source.parent.name in ("bpf", "fixtures")
 
