@@ -1,18 +1,16 @@
-"""Reaching hosts: fabric connections, bounded fan-out, pushes checked by digest.
+"""Reaching hosts: fabric connections, one command per call, bounded fan-out.
 
-A thin layer over fabric's Connection.run and put. Host keys are checked
-(paramiko's RejectPolicy against the system's and the inventory's
-known_hosts), never added silently. Every call to a host sends one batch of
-actions to the host side and reads one JSON answer.
+A thin layer over fabric's Connection. Host keys are checked (paramiko's
+RejectPolicy against the system's and the inventory's known_hosts), never
+added silently. Every call to a host is one SSH command: it sends one batch
+of actions (with any object they need) and reads one JSON answer.
 """
 
-import io
 import json
 import os
 import posixpath
 import shlex
 import socket
-import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -77,7 +75,7 @@ class Session:
 
     target: Target
     connection: fabric.Connection = field(init=False)
-    _host_code: str | None = field(init=False, default=None)  # pushed once per session
+    _host_code_sent: bool = field(init=False, default=False)  # sent once per session
 
     def __post_init__(self) -> None:
         target = self.target
@@ -116,66 +114,16 @@ class Session:
     def close(self) -> None:
         self.connection.close()
 
-    # -- files ---------------------------------------------------------------
-
-    def _sftp(self):
-        self.open()
-        return self.connection.sftp()
-
-    def _ensure_remote_file(self, sftp, remote: str, data: bytes) -> bool:
-        """Put DATA at REMOTE unless a file of that size is there; True when sent."""
-        try:
-            if sftp.stat(remote).st_size == len(data):
-                return False
-        except FileNotFoundError:
-            pass
-        directory = posixpath.dirname(remote)
-        _makedirs(sftp, directory)
-        partial = f"{remote}.partial"
-        sftp.putfo(io.BytesIO(data), partial)
-        sftp.posix_rename(partial, remote)  # never a half-written file under its final name
-        return True
-
-    def push_object(self, local_path: str, digest: str) -> bool:
-        """Send an object to STATE_DIR/objects/DIGEST.bpf.o; the host side checks the digest."""
-        remote = posixpath.join(self.target.state_dir, "objects", f"{digest}.bpf.o")
-        with open(local_path, "rb") as handle:
-            data = handle.read()
-        try:
-            return self._ensure_remote_file(self._sftp(), remote, data)
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostError(self.target.name, f"cannot push {os.path.basename(local_path)}: {exc}") from None
-
-    def _host_code_path(self) -> str:
-        if self._host_code:
-            return self._host_code
-        data, digest = hostcode.bundle()
-        remote = posixpath.join(self.target.state_dir, f"ccrollout-host-{digest[:16]}.pyz")
-        try:
-            sftp = self._sftp()
-            if self._ensure_remote_file(sftp, remote, data):
-                for entry in sftp.listdir(self.target.state_dir):  # earlier versions are of no use
-                    if entry.startswith("ccrollout-host-") and entry != posixpath.basename(remote):
-                        sftp.remove(posixpath.join(self.target.state_dir, entry))
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostError(self.target.name, f"cannot push the host side: {exc}") from None
-        self._host_code = remote
-        return remote
-
     # -- the host side -------------------------------------------------------
 
     def call(self, actions: list[dict]) -> list[dict]:
-        """Run one batch of actions on the host; the host side's results, one per action run."""
-        command = [self.target.python, self._host_code_path()]
-        if self.target.become:
-            command = ["sudo", "-n", "--", *command]
+        """Run one batch of actions on the host in one SSH command; the host side's results,
+        one per action run. The first call of a session carries the host side itself."""
         request = json.dumps({"state_dir": self.target.state_dir, "actions": actions}).encode()
-        try:
-            stdout, stderr, exit_code = self._exec(shlex.join(command), request)
-        except socket.timeout:
-            raise HostError(self.target.name, f"the host side did not answer within {COMMAND_TIMEOUT}s") from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            raise HostError(self.target.name, f"connection lost: {exc}") from None
+        stdout, stderr, exit_code = self._run_host_side(request, with_code=not self._host_code_sent)
+        if exit_code == hostcode.EXIT_MISSING:  # removed behind our back: send it again
+            stdout, stderr, exit_code = self._run_host_side(request, with_code=True)
+        self._host_code_sent = True
         try:
             answer = json.loads(stdout)
         except ValueError:
@@ -184,6 +132,18 @@ class Session:
                             + " / ".join(detail)) from None
         return answer["results"]
 
+    def _run_host_side(self, request: bytes, with_code: bool) -> tuple[bytes, bytes, int]:
+        code = hostcode.bundle()[0] if with_code else b""
+        remote = posixpath.join(self.target.state_dir, hostcode.remote_name())
+        command = [self.target.python, "-c", hostcode.BOOTSTRAP, remote, str(len(code))]
+        if self.target.become:
+            command = ["sudo", "-n", "--", *command]
+        try:
+            return self._exec(shlex.join(command), code + request)
+        except socket.timeout:
+            raise HostError(self.target.name, f"the host side did not answer within {COMMAND_TIMEOUT}s") from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise HostError(self.target.name, f"connection lost: {exc}") from None
 
     def _exec(self, command: str, request: bytes) -> tuple[bytes, bytes, int]:
         """Run COMMAND with REQUEST on its stdin. fabric's own run() polls its stdin
@@ -200,17 +160,6 @@ class Session:
             return stdout, stderr, channel.recv_exit_status()
         finally:
             channel.close()
-
-
-def _makedirs(sftp, directory: str) -> None:
-    parts, current = directory.strip("/").split("/"), ""
-    for part in parts:
-        current += "/" + part
-        try:
-            if not stat.S_ISDIR(sftp.stat(current).st_mode):
-                raise OSError(f"{current} exists and is not a directory")
-        except FileNotFoundError:
-            sftp.mkdir(current, 0o700)
 
 
 @dataclass

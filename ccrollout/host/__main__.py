@@ -16,18 +16,20 @@ from . import actions, facts
 def _run_one(state_dir: str, action: dict) -> dict:
     op = action.get("op")
     if op == "facts":
-        return {"changed": False, "facts": facts.summary()}
+        return {"changed": False, "facts": facts.summary(state_dir)}
     if op == "counters":
         return {"changed": False, **actions.counters()}
     if op == "drift":
         return actions.drift(state_dir)
     if op == "install":
-        return actions.install(state_dir, action["name"], action["digest"])
+        return actions.install(state_dir, action["name"], action["digest"], action.get("object"))
     if op == "activate":
-        return actions.activate(state_dir, action["name"], action["digest"],
-                                action.get("default", True), action.get("routes", ()))
+        return actions.activate(state_dir, action["name"], action["digest"], action.get("default", True),
+                                action.get("routes", ()), action.get("ecn", False))
     if op == "deactivate":
-        return actions.deactivate(state_dir, action["name"], action.get("restore"))
+        return actions.deactivate(state_dir, action["name"], action.get("digest"), action.get("restore"))
+    if op == "withdraw_all":
+        return actions.withdraw_all(state_dir)
     raise actions.ActionError(f"unknown action {op!r}")
 
 

@@ -5,6 +5,7 @@ leaves what it touched as it found it; the controller decides what else to
 undo. Policy (which control, where, when to roll back) is never decided here.
 """
 
+import base64
 import contextlib
 import errno
 import fcntl
@@ -15,9 +16,11 @@ import subprocess
 import time
 
 from . import facts, layout, routes
-from .libbpf import MIN_VERSION, Libbpf, LibbpfError
+from .libbpf import MIN_VERSION, Libbpf, LibbpfError, shared
 
 _DEFAULT_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
+_ECN_SYSCTL = "/proc/sys/net/ipv4/tcp_ecn"
+_ALLOWED_SYSCTL = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
 _FALLBACK_DEFAULTS = ("cubic", "reno")
 
 
@@ -29,20 +32,15 @@ class ActionError(Exception):
         self.log = log
 
 
-_libbpf: Libbpf | None = None
-
-
 def libbpf() -> Libbpf:
-    global _libbpf
-    if _libbpf is None:
-        try:
-            _libbpf = Libbpf()
-        except LibbpfError as exc:
-            raise ActionError(str(exc)) from None
-        if _libbpf.version() < MIN_VERSION:
-            found = ".".join(map(str, _libbpf.version()))
-            raise ActionError(f"libbpf {found} is too old: struct_ops links need 1.2 or newer")
-    return _libbpf
+    try:
+        bpf = shared()
+    except LibbpfError as exc:
+        raise ActionError(str(exc)) from None
+    if bpf.version() < MIN_VERSION:
+        found = ".".join(map(str, bpf.version()))
+        raise ActionError(f"libbpf {found} is too old: struct_ops links need 1.2 or newer")
+    return bpf
 
 
 # -- the host's own record ---------------------------------------------------
@@ -128,11 +126,43 @@ def write_default(name: str) -> None:
         raise ActionError(f"the default congestion control reads {now!r} after writing {name!r}")
 
 
-# -- actions -----------------------------------------------------------------
+# -- objects -----------------------------------------------------------------
 
-def _load_and_pin(name: str, object_path: str, digest: str) -> dict:
+def receive_object(state_dir: str, digest: str, encoded: str) -> None:
+    """Keep an object sent with the request under its digest; checked before it gets that name."""
+    path = layout.object_path(state_dir, digest)
+    if os.path.exists(path):
+        return
+    data = base64.b64decode(encoded)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise ActionError(f"object digest mismatch: built {digest[:12]}, received {actual[:12]}")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path + ".partial", "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(path + ".partial", path)
+
+
+def verified_object(state_dir: str, digest: str) -> str:
+    """The kept object with DIGEST, after checking that its bytes still have that digest."""
+    path = layout.object_path(state_dir, digest)
+    if not os.path.exists(path):
+        raise ActionError(f"object {digest[:12]} is not on this host ({path})")
+    actual = sha256_of(path)
+    if actual != digest:
+        raise ActionError(f"object digest mismatch: built {digest[:12]}, found {actual[:12]} on the host")
+    return path
+
+
+def _open_and_load(name: str, object_path: str) -> tuple[int, int]:
+    """(object, its struct_ops map) loaded into the kernel; the caller closes the object."""
     bpf = libbpf()
-    obj = bpf.open_object(object_path)
+    try:
+        obj = bpf.open_object(object_path)
+    except LibbpfError as exc:
+        raise ActionError(str(exc), exc.log) from None
     try:
         maps = bpf.struct_ops_maps(obj)
         if len(maps) != 1:
@@ -142,7 +172,30 @@ def _load_and_pin(name: str, object_path: str, digest: str) -> dict:
         except LibbpfError as exc:
             raise ActionError(f"the kernel refused to load {name}: {os.strerror(exc.errno)}",
                               Libbpf.verifier_log(exc.log)) from None
-        link = bpf.attach_struct_ops(maps[0][1])
+    except BaseException:
+        bpf.close_object(obj)
+        raise
+    return obj, maps[0][1]
+
+
+def _mark_loaded(name: str, digest: str) -> None:
+    """Name the object now behind NAME's link (the old mark goes first: a crash in between
+    leaves no mark, which the next install treats as an unknown version and replaces)."""
+    old = layout.loaded_digest(name)
+    if old == digest:
+        return
+    if old:
+        os.rmdir(layout.object_mark(name, old))
+    os.mkdir(layout.object_mark(name, digest))
+
+
+# -- loading -----------------------------------------------------------------
+
+def _load_and_pin(name: str, object_path: str, digest: str) -> None:
+    bpf = libbpf()
+    obj, struct_ops_map = _open_and_load(name, object_path)
+    try:
+        link = bpf.attach_struct_ops(struct_ops_map)
         try:
             os.makedirs(layout.control_dir(name), exist_ok=True)
             bpf.pin_link(link, layout.link_pin(name))
@@ -150,15 +203,32 @@ def _load_and_pin(name: str, object_path: str, digest: str) -> dict:
             bpf.destroy_link(link)  # detaches: the control is unregistered again
             _remove_tree(layout.control_dir(name))
             raise ActionError(f"cannot pin {name}: {exc}") from None
-        ids = bpf.link_ids(link)
         bpf.release_link(link)
     finally:
         bpf.close_object(obj)
-    os.mkdir(layout.object_mark(name, digest))
+    _mark_loaded(name, digest)
     if name not in facts.available_congestion_controls():
         _unload(name)
         raise ActionError(f"the object did not register a congestion control named {name}")
-    return ids
+
+
+def _update_in_place(name: str, object_path: str, digest: str) -> None:
+    """Swap the program behind NAME's pinned link: the name never leaves the registry, open
+    connections keep the version they started with, new ones get this one."""
+    bpf = libbpf()
+    obj, struct_ops_map = _open_and_load(name, object_path)
+    try:
+        link = bpf.open_pinned_link(layout.link_pin(name))
+        try:
+            bpf.update_link_map(link, struct_ops_map)
+        except LibbpfError as exc:
+            raise ActionError(f"the kernel refused to update {name} in place: {os.strerror(exc.errno)} "
+                              "(the new version must carry the same name)", exc.log) from None
+        finally:
+            bpf.release_link(link)
+    finally:
+        bpf.close_object(obj)
+    _mark_loaded(name, digest)
 
 
 def _unload(name: str) -> None:
@@ -166,17 +236,6 @@ def _unload(name: str) -> None:
         os.unlink(layout.link_pin(name))  # the last reference: the kernel unregisters it
     _remove_tree(layout.control_dir(name))
     _wait_unregistered(name)  # so that "unloaded" means gone from the registry, as others see it
-
-
-def pinned_link_ids(name: str) -> dict | None:
-    if not os.path.exists(layout.link_pin(name)):
-        return None
-    bpf = libbpf()
-    link = bpf.open_pinned_link(layout.link_pin(name))
-    try:
-        return bpf.link_ids(link)
-    finally:
-        bpf.release_link(link)
 
 
 _UNREGISTER_WAIT_SECONDS = 3.0
@@ -188,23 +247,32 @@ def _wait_unregistered(name: str) -> None:
         time.sleep(0.05)
 
 
-def install(state_dir: str, name: str, digest: str) -> dict:
-    """Load NAME from the pushed object (once per kernel) and mark this namespace a user."""
-    object_path = layout.object_path(state_dir, digest)
-    if not os.path.exists(object_path):
-        raise ActionError(f"object {digest[:12]} was not pushed to {object_path}")
-    actual = sha256_of(object_path)
-    if actual != digest:
-        raise ActionError(f"object digest mismatch: built {digest[:12]}, found {actual[:12]} on the host")
+def _history(record: dict) -> list[str]:
+    """The versions this namespace has used, oldest first (records before 0.2 kept one)."""
+    return record.setdefault("digests", [record["digest"]] if record.get("digest") else [])
+
+
+def install(state_dir: str, name: str, digest: str, encoded_object: str | None = None) -> dict:
+    """Load NAME from the object (once per kernel), or update the loaded one in place to this
+    version, and mark this namespace a user."""
+    if encoded_object:
+        receive_object(state_dir, digest, encoded_object)
+    object_path = verified_object(state_dir, digest)
     ensure_bpffs()
     netns = facts.netns_id()
     changed = loaded = False
+    replaced = None
     with registry_lock():
         if os.path.exists(layout.link_pin(name)):
             current = layout.loaded_digest(name)
             if current != digest:
-                raise ActionError(f"{name} is already loaded on this kernel from another object "
-                                  f"({(current or 'unknown')[:12]}); in-place upgrade is not supported yet")
+                state = read_state(state_dir)
+                record = state["controls"].get(name)
+                if record is not None and _history(record)[-1:] != [digest]:
+                    _history(record).append(digest)  # before the change: a rollback reverts it
+                    write_state(state_dir, state)
+                _update_in_place(name, object_path, digest)
+                replaced, changed = current or "unknown", True
         else:
             if os.path.isdir(layout.control_dir(name)):
                 _wait_unregistered(name)  # a pin removed just now: the kernel lets go a moment later
@@ -222,44 +290,93 @@ def install(state_dir: str, name: str, digest: str) -> dict:
         if not os.path.isdir(layout.user_mark(name, netns)):
             os.mkdir(layout.user_mark(name, netns))
             changed = True
-        ids = pinned_link_ids(name)
-    return {"changed": changed, "loaded": loaded, "link": ids, "netns": netns}
+        ids = facts.pinned_link_ids(name)
+        others = [user for user in layout.users(name) if user != netns]
+    return {"changed": changed, "loaded": loaded, "replaced": replaced, "link": ids, "netns": netns,
+            "other_users": others}
 
 
-def activate(state_dir: str, name: str, digest: str, default: bool = True, prefixes=()) -> dict:
-    """Make NAME the namespace's default and/or the control of routes to PREFIXES,
-    remembering what each replaced before changing it."""
+# -- activation --------------------------------------------------------------
+
+def _write_sysctl(path: str, value: str, what: str) -> None:
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as exc:
+        raise ActionError(f"cannot set {what} to {value}: {os.strerror(exc.errno or errno.EIO)}") from None
+
+
+def _allow(record: dict, name: str) -> None:
+    """Keep NAME in tcp_allowed_congestion_control, so unprivileged sockets may choose it.
+    Controls built with TCP_CONG_NON_RESTRICTED are there by themselves."""
+    allowed = facts.allowed_congestion_controls()
+    if name in allowed:
+        return
+    if facts.netns_id() != facts.initial_netns_id():
+        raise ActionError(f"{name} is not in net.ipv4.tcp_allowed_congestion_control, and only the "
+                          "initial network namespace may change that list (build the control with "
+                          "TCP_CONG_NON_RESTRICTED)")
+    record["allowed_added"] = True
+    _write_sysctl(_ALLOWED_SYSCTL, " ".join(allowed + [name]), "tcp_allowed_congestion_control")
+
+
+def _disallow(record: dict, name: str) -> bool:
+    allowed = facts.allowed_congestion_controls()
+    if not record.get("allowed_added") or name not in allowed:
+        return False
+    _write_sysctl(_ALLOWED_SYSCTL, " ".join(cc for cc in allowed if cc != name),
+                  "tcp_allowed_congestion_control")
+    return True
+
+
+def activate(state_dir: str, name: str, digest: str, default: bool = True, prefixes=(),
+             ecn: bool = False) -> dict:
+    """Make NAME the namespace's default and/or the control of routes to PREFIXES (and turn
+    ECN on if asked), remembering what each replaced before changing it."""
     if name not in facts.available_congestion_controls():
         raise ActionError(f"{name} is not registered on this kernel")
     current = facts.default_congestion_control()
     state = read_state(state_dir)
-    record = state["controls"].setdefault(
-        name, {"previous_default": current, "digest": digest, "since": time.time(), "routes": {}})
+    record = state["controls"].get(name)
+    if record is None:
+        record = state["controls"][name] = {"previous_default": current, "digests": [digest],
+                                            "since": time.time(), "routes": {}}
+    new_version = _history(record)[-1:] != [digest]
+    if new_version:
+        _history(record).append(digest)
+    record["digest"] = digest
     record.setdefault("routes", {})
     record["default"] = bool(default)
     # A control loaded again since this namespace last chose it (a lost pin, a reboot) has a new
     # link: choosing it again is a change, even where the default already reads its name.
-    link = pinned_link_ids(name)
+    link = facts.pinned_link_ids(name)
     rebound = record.get("link_id") not in (None, link and link["link_id"])
     record["link_id"] = link and link["link_id"]
+    if ecn:
+        record.setdefault("previous_ecn", facts.tcp_ecn())
     try:
         for prefix in prefixes:
             record["routes"].setdefault(prefix, {"previous": routes.exact(prefix)})
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
     write_state(state_dir, state)  # written before the change, so a rollback knows what to restore
+    _allow(record, name)
+    write_state(state_dir, state)
     # Written even when it already reads NAME: after a reboot or a lost pin the name may
     # point at a control that is no longer registered, and writing it binds the loaded one.
     if default:
         write_default(name)
-    changed = (default and current != name) or rebound
+    changed = (default and current != name) or rebound or new_version
+    if ecn and facts.tcp_ecn() != 1:
+        _write_sysctl(_ECN_SYSCTL, "1", "net.ipv4.tcp_ecn")
+        changed = True
     try:
         for prefix in prefixes:
             changed |= routes.activate(prefix, name, record["routes"][prefix]["previous"])
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
     return {"changed": changed, "default": facts.default_congestion_control(),
-            "previous": record["previous_default"], "routes": list(prefixes)}
+            "previous": record["previous_default"], "routes": list(prefixes), "ecn": facts.tcp_ecn()}
 
 
 def _restore_default(name: str, wanted: str | None) -> str:
@@ -278,10 +395,42 @@ def _restore_default(name: str, wanted: str | None) -> str:
                       + "; ".join(refusals or ["none is available"]))
 
 
-def deactivate(state_dir: str, name: str, restore: str | None = None) -> dict:
-    """Restore the previous default and drop this namespace's use of NAME; unload it if last."""
+def deactivate(state_dir: str, name: str, digest: str | None = None, restore: str | None = None) -> dict:
+    """Undo what the rollout of NAME at DIGEST changed in this namespace. Where it upgraded
+    the control, that means the version before (in place); where it brought the control,
+    restoring the previous default, routes and ECN, and unloading it if this was the last user."""
     state = read_state(state_dir)
-    record = state["controls"].get(name, {})
+    record = state["controls"].get(name)
+    if record is not None and digest is not None:
+        history = _history(record)
+        if digest not in history:
+            return {"changed": False, "restored": None, "unloaded": False,
+                    "note": f"{name} {digest[:12]} was never in use here"}
+        if len(history) > 1:
+            return _revert_version(state_dir, state, name, digest)
+    return _withdraw(state_dir, state, name, record or {}, restore)
+
+
+def _revert_version(state_dir: str, state: dict, name: str, digest: str) -> dict:
+    record = state["controls"][name]
+    history = record["digests"]
+    if history[-1] != digest:  # a later version is on top: this one is simply forgotten
+        history.remove(digest)
+        write_state(state_dir, state)
+        return {"changed": False, "restored": None, "unloaded": False,
+                "note": f"{name} {digest[:12]} was already replaced by a later version"}
+    previous = history[-2]
+    with registry_lock():
+        # On a shared kernel another namespace may have moved the version already.
+        if os.path.exists(layout.link_pin(name)) and layout.loaded_digest(name) != previous:
+            _update_in_place(name, verified_object(state_dir, previous), previous)
+    history.pop()
+    record["digest"] = previous
+    write_state(state_dir, state)
+    return {"changed": True, "restored": None, "unloaded": False, "reverted_to": previous}
+
+
+def _withdraw(state_dir: str, state: dict, name: str, record: dict, restore: str | None) -> dict:
     changed = False
     restored = None
     if facts.default_congestion_control() == name:
@@ -292,6 +441,9 @@ def deactivate(state_dir: str, name: str, restore: str | None = None) -> dict:
             changed |= routes.restore(prefix, name, route.get("previous"))
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
+    if record.get("previous_ecn") is not None and facts.tcp_ecn() != record["previous_ecn"]:
+        _write_sysctl(_ECN_SYSCTL, str(record["previous_ecn"]), "net.ipv4.tcp_ecn")
+        changed = True
     unloaded = False
     if os.path.isdir(layout.control_dir(name)):
         netns = facts.netns_id()
@@ -300,12 +452,25 @@ def deactivate(state_dir: str, name: str, restore: str | None = None) -> dict:
                 os.rmdir(layout.user_mark(name, netns))
                 changed = True
             if not layout.users(name):
+                changed |= _disallow(record, name)
                 _unload(name)
                 unloaded = changed = True
     if name in state["controls"]:
         del state["controls"][name]
         write_state(state_dir, state)
     return {"changed": changed, "restored": restored, "unloaded": unloaded}
+
+
+def withdraw_all(state_dir: str) -> dict:
+    """Undo everything this host's record says ccrollout changed in this namespace, newest
+    first (for a rollback when the controller's own journal is lost)."""
+    state = read_state(state_dir)
+    order = sorted(state["controls"], key=lambda name: state["controls"][name].get("since", 0), reverse=True)
+    undone = []
+    for name in order:
+        result = _withdraw(state_dir, read_state(state_dir), name, state["controls"][name], None)
+        undone.append({"name": name, **result})
+    return {"changed": any(item["changed"] for item in undone), "undone": undone}
 
 
 def drift(state_dir: str) -> dict:
@@ -319,6 +484,12 @@ def drift(state_dir: str) -> dict:
             problems.append(f"{name}: its pin is gone (a reboot, or removed by hand)")
         elif name not in available:
             problems.append(f"{name}: pinned but not registered")
+        else:
+            loaded, wanted = layout.loaded_digest(name), _history(record)[-1:]
+            if wanted and loaded != wanted[0]:
+                problems.append(f"{name}: the kernel runs version {(loaded or 'unknown')[:12]}, "
+                                f"this host was given {wanted[0][:12]} (another namespace of this "
+                                "kernel changed it?)")
         if netns not in layout.users(name):
             problems.append(f"{name}: this namespace is not marked as a user")
         if record.get("default", True) and facts.default_congestion_control() != name:
@@ -326,6 +497,8 @@ def drift(state_dir: str) -> dict:
         for prefix in record.get("routes", {}):
             if routes.congctl_of(prefix) != name:
                 problems.append(f"{name}: the route to {prefix} no longer uses it")
+        if record.get("previous_ecn") is not None and facts.tcp_ecn() != 1:
+            problems.append(f"{name}: net.ipv4.tcp_ecn is {facts.tcp_ecn()}, not 1")
     return {"changed": False, "drift": problems, "managed": sorted(controls)}
 
 

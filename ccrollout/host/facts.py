@@ -1,9 +1,12 @@
 """Read-only probes of the host this code runs on. Nothing here changes anything."""
 
+import json
 import os
 import platform
+import subprocess
 
 from . import layout
+from .libbpf import MIN_VERSION, LibbpfError, shared
 
 _SYSCTL = "/proc/sys/net/ipv4/"
 
@@ -38,6 +41,14 @@ def netns_id() -> str:
     return str(os.stat("/proc/self/ns/net").st_ino)
 
 
+def initial_netns_id() -> str | None:
+    """The network namespace of pid 1: the one that may change kernel-wide TCP settings."""
+    try:
+        return str(os.stat("/proc/1/ns/net").st_ino)
+    except OSError:
+        return None
+
+
 def bpffs_mounted(path: str = layout.BPFFS) -> bool:
     for line in read_text("/proc/self/mounts").splitlines():
         fields = line.split()
@@ -58,32 +69,136 @@ def tcp_counters() -> dict[str, int]:
     return counters
 
 
-def managed_controls() -> dict[str, dict]:
+def tcp_ecn() -> int | None:
+    value = read_text(_SYSCTL + "tcp_ecn")
+    return int(value) if value.isdigit() else None
+
+
+def routes_with_congctl() -> list[str]:
+    """Routes of this namespace (any table) that name their own congestion control."""
+    result = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True)
+    return [line.strip() for line in result.stdout.splitlines() if " congctl " in line]
+
+
+def _btf_mentions(*names: str) -> dict[str, bool]:
+    """Whether the kernel's BTF names these types: how struct_ops features are told apart."""
+    try:
+        with open("/sys/kernel/btf/vmlinux", "rb") as handle:
+            btf = handle.read()
+    except OSError:
+        return {name: False for name in names}
+    return {name: b"\0" + name.encode() + b"\0" in btf for name in names}
+
+
+def kernel_features() -> dict[str, bool]:
+    found = _btf_mentions("bpf_struct_ops_tcp_congestion_ops", "bpf_struct_ops_link")
+    return {"btf": os.path.exists("/sys/kernel/btf/vmlinux"),
+            "struct_ops": found["bpf_struct_ops_tcp_congestion_ops"],
+            # struct_ops links (Linux 6.4) are what lets a pin own the control and an update
+            # swap its program in place.
+            "struct_ops_link": found["bpf_struct_ops_link"]}
+
+
+def libbpf_version() -> str | None:
+    try:
+        return ".".join(map(str, shared().version()))
+    except LibbpfError:
+        return None
+
+
+def pinned_link_ids(name: str) -> dict | None:
+    """Link and map ids of NAME's pinned link, as the kernel reports them."""
+    if not os.path.exists(layout.link_pin(name)):
+        return None
+    try:
+        bpf = shared()
+        link = bpf.open_pinned_link(layout.link_pin(name))
+    except LibbpfError:
+        return None
+    try:
+        return bpf.link_ids(link)
+    finally:
+        bpf.release_link(link)
+
+
+def records(state_dir: str) -> dict:
+    """The host's own record of what ccrollout changed in this namespace (see actions)."""
+    try:
+        with open(layout.state_file(state_dir)) as handle:
+            return json.load(handle).get("controls", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def managed_controls(state_dir: str | None = None) -> dict[str, dict]:
     """Controls ccrollout has loaded on this kernel, as its pins in bpffs show them."""
     managed = {}
     if not os.path.isdir(layout.PIN_ROOT):
         return managed
+    mine = records(state_dir) if state_dir else {}
     for name in sorted(os.listdir(layout.PIN_ROOT)):
         control_dir = layout.control_dir(name)
         if not os.path.isdir(control_dir):
             continue
+        ids = pinned_link_ids(name) or {}
         managed[name] = {
             "pinned": os.path.exists(layout.link_pin(name)),
+            "pin": layout.link_pin(name),
             "digest": layout.loaded_digest(name),
+            "link_id": ids.get("link_id"),
+            "map_id": ids.get("map_id"),
             "users": layout.users(name),
+            "since": mine.get(name, {}).get("since"),
         }
     return managed
 
 
-def summary() -> dict:
+def objects(state_dir: str) -> list[str]:
+    """Digests of the objects kept on this host, so they need not be sent again."""
+    try:
+        entries = os.listdir(os.path.join(state_dir, "objects"))
+    except OSError:
+        return []
+    return sorted(entry.removesuffix(".bpf.o") for entry in entries if entry.endswith(".bpf.o"))
+
+
+def problems(features: dict, libbpf: str | None, root: bool) -> list[str]:
+    """What keeps this host from taking a BPF congestion control, found before any change."""
+    found = []
+    if not root:
+        found.append("the host side does not run as root (set ansible_become or ansible_user=root)")
+    if not features["btf"]:
+        found.append("the kernel has no BTF (/sys/kernel/btf/vmlinux): CONFIG_DEBUG_INFO_BTF is off")
+    elif not features["struct_ops"]:
+        found.append("the kernel cannot register congestion controls from BPF (struct_ops, Linux 5.6+)")
+    elif not features["struct_ops_link"]:
+        found.append("the kernel has no struct_ops links (Linux 6.4+): a control could not be pinned")
+    if libbpf is None:
+        found.append("libbpf is not installed (libbpf1 1.2 or newer)")
+    elif tuple(map(int, libbpf.split("."))) < MIN_VERSION:
+        found.append(f"libbpf {libbpf} is too old: struct_ops links need "
+                     f"{'.'.join(map(str, MIN_VERSION))} or newer")
+    return found
+
+
+def summary(state_dir: str) -> dict:
+    features = kernel_features()
+    libbpf = libbpf_version()
     return {
         "kernel": platform.release(),
-        "btf": os.path.exists("/sys/kernel/btf/vmlinux"),
+        **features,
+        "libbpf": libbpf,
+        "python": platform.python_version(),
         "bpffs": bpffs_mounted(),
         "boot_id": boot_id(),
         "netns": netns_id(),
         "default": default_congestion_control(),
         "available": available_congestion_controls(),
         "allowed": allowed_congestion_controls(),
-        "managed": managed_controls(),
+        "ecn": tcp_ecn(),
+        "routes": routes_with_congctl(),
+        "managed": managed_controls(state_dir),
+        "records": records(state_dir),
+        "objects": objects(state_dir),
+        "problems": problems(features, libbpf, os.geteuid() == 0),
     }

@@ -172,3 +172,14 @@ class Libbpf:
         link_type, link_id = ctypes.c_uint32.from_buffer(info, 0).value, ctypes.c_uint32.from_buffer(info, 4).value
         map_id = ctypes.c_uint32.from_buffer(info, _LINK_INFO_STRUCT_OPS_MAP_ID).value
         return {"link_type": link_type, "link_id": link_id, "map_id": map_id}
+
+
+_shared: Libbpf | None = None
+
+
+def shared() -> Libbpf:
+    """The process-wide binding (libbpf's print callback is process-wide too)."""
+    global _shared
+    if _shared is None:
+        _shared = Libbpf()
+    return _shared
