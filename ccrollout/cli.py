@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", help="undo a rollout (the last one by default)")
     fleet_options(rollback)
     rollback.add_argument("rollout", nargs="?", metavar="ROLLOUT")
+    rollback.add_argument("--from-hosts", action="store_true",
+                          help="undo what each host's own record says ccrollout changed there "
+                               "(when the journal is lost); takes no ROLLOUT")
 
     check = commands.add_parser("check", help="validate a plan without touching any host")
     check.add_argument("-i", "--inventory", action="append", metavar="INVENTORY")
@@ -141,6 +144,11 @@ def cmd_rollback(args) -> int:
     from .rollout import Runner
     inventory = load_inventory(args.inventory)
     journal = _journal(args.journal)
+    if args.from_hosts:
+        if args.rollout:
+            raise UserError("rollback --from-hosts undoes every host's own record; it takes no ROLLOUT",
+                            errors.EXIT_USAGE)
+        return _rollback_from_hosts(args, inventory, journal)
     rollout_id = args.rollout or journal.last_rollout()
     if rollout_id is None or journal.rollout(rollout_id) is None:
         raise InvalidInput(f"no rollout {rollout_id!r} in the journal {journal.path}" if rollout_id
@@ -148,7 +156,19 @@ def cmd_rollback(args) -> int:
     hosts = _select_hosts(inventory, "all", args.limit)
     runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
     try:
-        result = runner.rollback(rollout_id)
+        result = runner.rollback(rollout_id, {host.name for host in hosts} if args.limit else None)
+    finally:
+        runner.close()
+    _report(args, result)
+    return result.exit_code
+
+
+def _rollback_from_hosts(args, inventory, journal) -> int:
+    from .rollout import Runner
+    runner = Runner(_select_hosts(inventory, "all", args.limit), journal, forks=args.forks,
+                    progress=_progress(args))
+    try:
+        result = runner.rollback_from_hosts()
     finally:
         runner.close()
     _report(args, result)
@@ -196,9 +216,16 @@ def cmd_facts(args) -> int:
         if "unreachable" in facts:
             print(f"UNREACHABLE {facts['unreachable']}")
             continue
-        managed = ", ".join(f"{n}({len(m['users'])} users)" for n, m in facts["managed"].items()) or "none"
-        print(f"{name}: kernel {facts['kernel']}, default {facts['default']}, "
-              f"available {' '.join(facts['available'])}, managed {managed}")
+        print(f"{name}: kernel {facts['kernel']}, libbpf {facts.get('libbpf') or 'missing'}, "
+              f"default {facts['default']}, ecn {facts.get('ecn')}, "
+              f"available {' '.join(facts['available'])}")
+        for control, managed in facts["managed"].items():
+            print(f"  manages {control} {(managed['digest'] or '?')[:12]}: link {managed['link_id']}, "
+                  f"{len(managed['users'])} namespaces on this kernel use it")
+        for route in facts.get("routes", []):
+            print(f"  route {route}")
+        for problem in facts.get("problems", []):
+            print(f"  cannot take a BPF control: {problem}")
     return errors.EXIT_OK if all("unreachable" not in f for f in answer.values()) else errors.EXIT_HOST_FAILED
 
 

@@ -55,11 +55,12 @@ SCHEMA_PATH = Path(__file__).with_name("schema") / "plan.schema.json"
 @dataclass(frozen=True)
 class Algorithm:
     """A congestion control: kernel name, absolute source path, extra compile flags
-    (``-I`` directories made absolute)."""
+    (``-I`` directories made absolute), and whether it needs ECN turned on."""
 
     name: str
     source: Path
     cflags: tuple[str, ...] = ()
+    ecn: bool = False
 
 
 @dataclass(frozen=True)
@@ -465,7 +466,8 @@ class _PlanReader:
                 f"-I{self.resolve(flag[2:])[0]}" if flag.startswith("-I") else flag
                 for flag in entry.get("cflags", _default("algorithm", "cflags"))
             )
-            algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags)
+            algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags,
+                                                  entry.get("ecn", _default("algorithm", "ecn")))
         rollouts = []
         for entry in data["rollouts"]:
             bake = units.parse_duration(entry["bake"])

@@ -5,6 +5,7 @@ Every change is journaled before it is made. Hosts of later stages are never
 touched when an earlier stage fails.
 """
 
+import base64
 import time
 from dataclasses import dataclass, field
 
@@ -56,8 +57,17 @@ def _check_results(outcome: fleet.Outcome) -> str | None:
     for result in outcome.value:
         if not result.get("ok"):
             log = result.get("log", "").strip()
-            return f"{outcome.host}: {result['error']}" + (f"\n    " + log.replace("\n", "\n    ") if log else "")
+            return f"{outcome.host}: {result['error']}" + ("\n    " + log.replace("\n", "\n    ") if log else "")
     return None
+
+
+def _undo_summary(result: dict) -> str:
+    if result.get("reverted_to"):
+        return f"back to version {result['reverted_to'][:12]} in place"
+    if result.get("note"):
+        return result["note"]
+    return (f"default {result.get('restored') or 'unchanged'}"
+            + (", unloaded" if result.get("unloaded") else ""))
 
 
 class Runner:
@@ -71,6 +81,7 @@ class Runner:
         self.progress = progress
         self.reports = {name: HostReport(name) for name in self.targets}
         self.facts: dict[str, dict] = {}
+        self._upgraded: dict[str, list[str]] = {}  # host -> other namespaces on its kernel, per upgrade
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -94,6 +105,11 @@ class Runner:
         self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in failures}
         return failures
 
+    def _preflight(self, hosts: list[str]) -> dict[str, str]:
+        """Hosts that cannot take a BPF control, with the reasons their facts give."""
+        return {name: f"{name}: " + "; ".join(self.facts[name]["problems"])
+                for name in hosts if self.facts.get(name, {}).get("problems")}
+
     # -- apply ---------------------------------------------------------------
 
     def apply(self, plan_path: str, rollout) -> Result:
@@ -108,6 +124,12 @@ class Runner:
                 self.reports[name].error = error
             raise HostFailed("nothing was changed; these hosts cannot be reached:\n  "
                              + "\n  ".join(failures.values()))
+        refusals = self._preflight(hosts)
+        if refusals:
+            for name, reason in refusals.items():
+                self.reports[name].status, self.reports[name].error = "refused", reason
+            raise HostFailed("nothing was changed; these hosts cannot take a BPF congestion control:\n  "
+                             + "\n  ".join(refusals.values()))
 
         rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest)
         self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
@@ -123,11 +145,11 @@ class Runner:
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
             baselines = {}
-            if not all(self._already_in_place(name, built, rollout.scope) for name in batch):
+            if not all(self._already_in_place(name, built, rollout) for name in batch):
                 baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
                                                     rollout.baseline_seconds, rollout.interval_seconds,
                                                     self.forks)
-            error = self._change(rollout_id, stage, built, rollout.scope, batch, changed)
+            error = self._change(rollout_id, stage, built, rollout, batch, changed)
             if error:
                 self.progress(f"  {error}")
                 undone = self.roll_back_hosts(rollout_id, changed)
@@ -139,6 +161,11 @@ class Runner:
                 self.progress("  nothing changed: no bake needed")
                 verdicts.append({"stage": stage, "hosts": batch, "outcome": "unchanged", "reasons": []})
                 continue
+            upgraded_too = self._sharing_an_upgrade(batch, later)
+            if upgraded_too:
+                self.progress(f"  {', '.join(upgraded_too)} share a kernel with this stage and run the new "
+                              "version too: they no longer count as control hosts")
+                later = [name for name in later if name not in upgraded_too]
             if rollout.settle_seconds > 0:
                 time.sleep(rollout.settle_seconds)  # let connections opened before the change finish
             verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
@@ -175,42 +202,63 @@ class Runner:
             if name in unreachable:
                 report.status, report.error = "unreachable", unreachable[name]
                 continue
-            diff = self._diff(name, built, rollout.scope)
-            report.status = "would change" if diff else "ok"
+            diff = self._diff(name, built, rollout)
+            report.status = ("would refuse" if self.facts[name].get("problems")
+                             else "would change" if diff else "ok")
             would_change += bool(diff)
             self.progress(f"{name}: {report.status}")
             for line in diff if show_diff else ():
                 self.progress(f"  {line}")
         message = f"{would_change} of {len(hosts)} hosts would change; nothing was changed"
-        if unreachable:
-            return Result(None, "unreachable", EXIT_HOST_FAILED, message, self.reports)
+        if unreachable or self._preflight(hosts):
+            return Result(None, "unreachable" if unreachable else "refused", EXIT_HOST_FAILED,
+                          message, self.reports)
         return Result(None, "checked", EXIT_OK, message, self.reports)
 
-    def _diff(self, name: str, built: build.BuiltObject, scope) -> list[str]:
-        facts = self.facts[name]
+    def _diff(self, name: str, built: build.BuiltObject, rollout) -> list[str]:
+        facts, scope = self.facts[name], rollout.scope
+        if facts.get("problems"):
+            return ["refuse: " + "; ".join(facts["problems"])]
         managed = facts.get("managed", {}).get(built.name)
+        mine = facts.get("records", {}).get(built.name, {})
         lines = []
         if managed is None:
             lines.append(f"load {built.name} {built.digest[:12]} on kernel {facts.get('boot_id', '?')[:8]}")
         elif managed.get("digest") != built.digest:
-            lines.append(f"refuse: {built.name} is loaded from another object "
-                         f"({(managed.get('digest') or '?')[:12]})")
+            sharing = len(managed.get("users", []))
+            lines.append(f"upgrade {built.name} in place: {(managed.get('digest') or '?')[:12]} -> "
+                         f"{built.digest[:12]} (kernel-wide: {sharing} namespaces use it)")
         elif facts.get("netns") not in managed.get("users", []):
             lines.append(f"use the {built.name} already loaded on this kernel")
+        elif mine.get("digests", [])[-1:] != [built.digest]:
+            lines.append(f"record version {built.digest[:12]} (the kernel already runs it)")
         if scope.default and facts.get("default") != built.name:
             lines.append(f"default: {facts.get('default')} -> {built.name}")
         for prefix in scope.routes:
             lines.append(f"route {prefix}: congctl {built.name} (unless already so)")
+        if rollout.algorithm.ecn and facts.get("ecn") != 1:
+            lines.append(f"net.ipv4.tcp_ecn: {facts.get('ecn')} -> 1")
         return lines
 
-    def _already_in_place(self, name: str, built: build.BuiltObject, scope) -> bool:
+    def _already_in_place(self, name: str, built: build.BuiltObject, rollout) -> bool:
         """What the gathered facts say; the host side still decides (and reports) for itself."""
-        facts = self.facts.get(name, {})
+        facts, scope = self.facts.get(name, {}), rollout.scope
         managed = facts.get("managed", {}).get(built.name, {})
+        mine = facts.get("records", {}).get(built.name, {})
         return (managed.get("digest") == built.digest and facts.get("netns") in managed.get("users", [])
-                and (not scope.default or facts.get("default") == built.name) and not scope.routes)
+                and mine.get("digests", [])[-1:] == [built.digest]
+                and (not scope.default or facts.get("default") == built.name) and not scope.routes
+                and (not rollout.algorithm.ecn or facts.get("ecn") == 1))
 
-    def _change(self, rollout_id: str, stage: int, built: build.BuiltObject, scope, batch: list[str],
+    def _sharing_an_upgrade(self, batch: list[str], others: list[str]) -> list[str]:
+        """OTHERS whose namespaces were using a control this stage upgraded on their kernel:
+        one kernel holds one version of a name, so they run the new one now as well."""
+        touched = {(self.facts[name]["boot_id"], user) for name in batch
+                   for user in self._upgraded.get(name, ())}
+        return [name for name in others if name in self.facts
+                and (self.facts[name]["boot_id"], self.facts[name]["netns"]) in touched]
+
+    def _change(self, rollout_id: str, stage: int, built: build.BuiltObject, rollout, batch: list[str],
                 changed: list[str]) -> str | None:
         """Load and activate on BATCH; returns the first error, with every touched host in CHANGED."""
         change_ids = {name: self.journal.intend(rollout_id, name, stage, built.name, built.digest)
@@ -218,14 +266,18 @@ class Runner:
         for name in batch:
             self.reports[name].stage = stage
         changed.extend(batch)  # from here on a rollback must visit them, whatever happens
+        encoded = base64.b64encode(built.path.read_bytes()).decode()
 
         def load(session: fleet.Session):
-            session.push_object(str(built.path), built.digest)
-            return session.call([{"op": "install", "name": built.name, "digest": built.digest}])
+            action = {"op": "install", "name": built.name, "digest": built.digest}
+            if built.digest not in self.facts.get(session.target.name, {}).get("objects", []):
+                action["object"] = encoded  # travels with the request: one command per phase
+            return session.call([action])
 
         def activate(session: fleet.Session):
             return session.call([{"op": "activate", "name": built.name, "digest": built.digest,
-                                  "default": scope.default, "routes": list(scope.routes)}])
+                                  "default": rollout.scope.default, "routes": list(rollout.scope.routes),
+                                  "ecn": rollout.algorithm.ecn}])
 
         first_error = None
         ready, loaded = batch, {}
@@ -240,16 +292,19 @@ class Runner:
                     first_error = first_error or error
                     continue
                 ready.append(name)
+                result = outcome.value[-1]
                 if phase == "push+load":
-                    loaded[name] = outcome.value[-1]["changed"]
-                else:
-                    result = outcome.value[-1]
-                    if loaded[name] or result["changed"]:
-                        self.journal.mark(change_ids[name], "done", result.get("previous"))
-                        self.reports[name].status = "changed"
-                    else:  # already as the plan wants: a rollback of this rollout must not touch it
-                        self.journal.mark(change_ids[name], "unchanged")
-                        self.reports[name].status = "ok"
+                    loaded[name] = result["changed"]
+                    if result.get("replaced"):
+                        self.progress(f"  {name}: {built.name} upgraded in place from {result['replaced'][:12]}"
+                                      f" (link {result['link']['link_id']} kept)")
+                        self._upgraded[name] = result.get("other_users", [])
+                elif loaded[name] or result["changed"]:
+                    self.journal.mark(change_ids[name], "done", result.get("previous"))
+                    self.reports[name].status = "changed"
+                else:  # already as the plan wants: a rollback of this rollout must not touch it
+                    self.journal.mark(change_ids[name], "unchanged")
+                    self.reports[name].status = "ok"
             if first_error:
                 return first_error
         for name in batch:
@@ -273,7 +328,7 @@ class Runner:
 
         def deactivate(session: fleet.Session):
             change = by_host[session.target.name]
-            return session.call([{"op": "deactivate", "name": change.algorithm,
+            return session.call([{"op": "deactivate", "name": change.algorithm, "digest": change.digest,
                                   "restore": change.previous_default}])
 
         outcomes = self._phase("rollback", [h for h in by_host if h in self.targets], deactivate)
@@ -288,19 +343,51 @@ class Runner:
             result = outcome.value[-1]
             self.journal.mark(by_host[name].id, "undone")
             self.reports[name].status = "rolled back"
-            self.progress(f"  {name}: rolled back (default {result.get('restored') or 'unchanged'}"
-                          f"{', unloaded' if result.get('unloaded') else ''})")
+            self.progress(f"  {name}: rolled back ({_undo_summary(result)})")
         return all_undone
 
-    def rollback(self, rollout_id: str) -> Result:
-        changes = self.journal.changes(rollout_id, ("intended", "done", "failed"))
+    def rollback(self, rollout_id: str, only: set[str] | None = None) -> Result:
+        """Undo ROLLOUT_ID's changes (on the hosts in ONLY, for --limit; the rest wait)."""
+        pending = ("intended", "done", "failed")
+        changes = [c for c in self.journal.changes(rollout_id, pending) if only is None or c.host in only]
         if not changes:
             return Result(rollout_id, "nothing to do", EXIT_OK,
-                          f"rollout {rollout_id} has no change left to undo", self.reports)
+                          f"rollout {rollout_id} has no change left to undo"
+                          + (" on these hosts" if only is not None else ""), self.reports)
         started = time.monotonic()
         undone = self.undo(changes)
-        status = "rolled_back" if undone else "failed"
+        left = len(self.journal.changes(rollout_id, pending))
+        status = "failed" if not undone else "partly_rolled_back" if left else "rolled_back"
         self.journal.finish_rollout(rollout_id, status)
-        message = (f"rolled back {len(changes)} hosts in {time.monotonic() - started:.1f}s" if undone
+        message = (f"rolled back {len(changes)} hosts in {time.monotonic() - started:.1f}s"
+                   + (f"; {left} other hosts still carry this rollout" if left else "") if undone
                    else "some hosts could not be rolled back; run rollback again")
         return Result(rollout_id, status, EXIT_OK if undone else EXIT_NEEDS_ATTENTION, message, self.reports)
+
+    def rollback_from_hosts(self) -> Result:
+        """Undo whatever each host's own record says ccrollout changed there, newest first:
+        the way back when the controller's journal is lost."""
+        hosts = list(self.targets)
+        unreachable = self._gather(hosts)
+        for name, error in unreachable.items():
+            self.reports[name].status, self.reports[name].error = "unreachable", error
+        recorded = [name for name in hosts if self.facts.get(name, {}).get("records")]
+        outcomes = self._phase("rollback", recorded, lambda s: s.call([{"op": "withdraw_all"}]))
+        failed = bool(unreachable)
+        for name, outcome in outcomes.items():
+            error = _check_results(outcome)
+            if error:
+                failed = True
+                self.reports[name].status, self.reports[name].error = "failed", error
+                self.progress(f"  rollback failed: {error}")
+                continue
+            self.reports[name].status = "rolled back"
+            for item in outcome.value[-1]["undone"]:
+                self.progress(f"  {name}: {item['name']} rolled back ({_undo_summary(item)})")
+        for name in hosts:
+            if name not in unreachable and name not in recorded:
+                self.reports[name].status = "ok"
+        message = (f"rolled back what {len(recorded)} hosts recorded; {len(hosts) - len(recorded)} had nothing"
+                   if not failed else "some hosts could not be rolled back; run rollback --from-hosts again")
+        return Result(None, "failed" if failed else "rolled_back",
+                      EXIT_NEEDS_ATTENTION if failed else EXIT_OK, message, self.reports)

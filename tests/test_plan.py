@@ -172,7 +172,7 @@ def test_misspelt_key_is_suggested(tree):
 def test_unknown_key_without_near_miss_lists_allowed_keys(tree):
     path = write_plan(tree, VALID.replace("  - name: ccr_reno\n", "  - name: ccr_reno\n    zzz: 1\n"))
     (line,) = errors_of(path)
-    assert line == f"{path}:4:5: algorithms[0].zzz: unknown key 'zzz'; allowed keys: name, source, cflags"
+    assert line == f"{path}:4:5: algorithms[0].zzz: unknown key 'zzz'; allowed keys: name, source, cflags, ecn"
 
 
 def test_wrong_type(tree):
