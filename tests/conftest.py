@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+LAB_HOSTS = 3
+
 
 def require_lab() -> None:
     """Lab tests run as root; under CI they never skip: they pass or fail."""
@@ -40,3 +42,24 @@ def nothing_leaks():
     leaked_links = [link for link in struct_ops_links() if link["id"] not in links_before]
     assert not leaked_controls and not leaked_links, (
         f"the tests left controls {sorted(leaked_controls)} and struct_ops links {leaked_links}")
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """The lab, once per test module, with background traffic; torn down whatever happens."""
+    from ccrollout import lab
+    require_lab()
+    try:
+        inventory = lab.up(LAB_HOSTS)
+        lab.traffic_start()
+        yield inventory
+    finally:
+        try:
+            lab.traffic_stop()
+        finally:
+            lab.down()  # also removes any pin a failed test left, which unregisters its control
+
+
+@pytest.fixture
+def journal_home(tmp_path):
+    return tmp_path / "home"

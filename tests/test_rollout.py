@@ -6,106 +6,19 @@ in the host's namespace, bpftool, the kernel's registry and the bpffs pins.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ccrollout import lab
-from conftest import registered_controls, require_lab, struct_ops_links
+from conftest import registered_controls, struct_ops_links
+from labkit import (HOSTS, REPO, assert_gone, ccrollout, default_of, host_state, pin_dir,
+                    roll_back_every_rollout, struct_ops_named, write_plan)
 
 pytestmark = pytest.mark.lab
-
-REPO = Path(__file__).resolve().parent.parent
-HOSTS = ("lab1", "lab2", "lab3")
-MAP_RELEASE_SECONDS = 15
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    require_lab()
-    try:
-        inventory = lab.up(len(HOSTS))
-        lab.traffic_start()
-        yield inventory
-    finally:
-        try:
-            lab.traffic_stop()
-        finally:
-            lab.down()  # also removes any pin a failed test left, which unregisters its control
-
-
-@pytest.fixture
-def journal_home(tmp_path):
-    return tmp_path / "home"
-
-
-def ccrollout(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CCROLLOUT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "ccrollout.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=600)
-
-
-def default_of(host: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", host, "sysctl", "-n", "net.ipv4.tcp_congestion_control"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
-def struct_ops_named(name: str) -> list[dict]:
-    result = subprocess.run(["bpftool", "-j", "struct_ops", "show"], capture_output=True, text=True, check=True)
-    return [entry for entry in json.loads(result.stdout or "[]") if entry.get("name") == name]
-
-
-def pin_dir(name: str) -> Path:
-    return lab.lab_dir() / "bpffs" / "ccrollout" / name
-
-
-def host_state(host: str) -> dict:
-    path = lab.lab_dir() / "hosts" / host / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {"controls": {}}
-
-
-def assert_gone(name: str) -> None:
-    """Unregistered and unpinned at once; the map itself lives on while connections opened
-    under it are still open (the lab's senders close theirs within seconds)."""
-    assert name not in registered_controls()
-    assert not pin_dir(name).exists()
-    assert not struct_ops_links()
-    deadline = time.monotonic() + MAP_RELEASE_SECONDS
-    while struct_ops_named(name) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not struct_ops_named(name)
-
-
-def roll_back_every_rollout(home: Path, inventory: str) -> None:
-    """Newest first, so each rollback restores what the one before it found."""
-    history = json.loads(ccrollout(home, "history", "--json").stdout or "[]")
-    for rollout in reversed(history):
-        ccrollout(home, "rollback", "-i", inventory, rollout["id"])
-
-
-# The lab playbooks' limits and sampling: in the lab a BPF control now and then loses a burst
-# (see the README), and 1 s intervals let one burst spoil two of a bake's four samples.
-LAB_HEALTH = {"min_segments": 300, "max_retransmit_ratio": "15%", "max_increase": "10%"}
-
-
-def write_plan(tmp_path: Path, algorithm: str, source: str, **rollout) -> Path:
-    """A plan beside a copy of bpf/, with the lab playbooks' limits."""
-    shutil.copytree(REPO / "bpf", tmp_path / "bpf", dirs_exist_ok=True)
-    (tmp_path / "plans").mkdir(exist_ok=True)
-    plan = {
-        "algorithms": [{"name": algorithm, "source": f"../bpf/{source}"}],
-        "rollouts": [{"name": f"test-{algorithm}", "algorithm": algorithm, "hosts": "lab",
-                      "stages": [1, "50%", "100%"], "baseline": "2s", "settle": "2s", "bake": "8s", "interval": "2s",
-                      "health": LAB_HEALTH, **rollout}],
-    }
-    path = tmp_path / "plans" / f"{algorithm}.yaml"
-    path.write_text(yaml.safe_dump(plan, sort_keys=False))
-    return path
 
 
 def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal_home):

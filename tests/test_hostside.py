@@ -1,0 +1,248 @@
+"""The host side on the lab: in-place upgrades, kernels shared by several hosts, ECN,
+rollback from the hosts' own records, and how the host side itself reaches a host.
+
+These tests are about what happens on the hosts, not about judging: their plans
+allow any retransmit ratio short of a broken control's, so lab noise cannot fail them.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ccrollout import fleet as fleet_module
+from ccrollout import hostcode, lab
+from conftest import registered_controls, struct_ops_links
+from labkit import (HOSTS, assert_gone, ccrollout, default_of, host_state, pin_dir, roll_back_every_rollout,
+                    struct_ops_named, write_plan)
+
+pytestmark = pytest.mark.lab
+
+# Only the host side is under test here.
+LENIENT = {"health": {"min_segments": 300, "max_retransmit_ratio": "20%", "max_increase": "18%"},
+           "stages": ["100%"], "baseline": "2s", "settle": "0s", "bake": "6s"}
+
+
+def sysctl_of(host: str, name: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", host, "sysctl", "-n", name],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def the_link() -> dict:
+    (link,) = struct_ops_links()
+    return link
+
+
+def second_version(plan_dir) -> None:
+    """A new version of ccr_reno: the same control, compiled from a changed source."""
+    source = plan_dir / "bpf" / "ccr_reno.bpf.c"
+    source.write_text("/* version 2 */\n" + source.read_text())
+
+
+# A connection that keeps sending for a while and reports how much the peer has acknowledged
+# (tcp_info's tcpi_bytes_acked, at byte 120), so a test can see it carry data across a change.
+LONG_SENDER = r"""
+import json, socket, struct, sys, time
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+control = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+end, chunk, reported = time.monotonic() + float(sys.argv[3]), b"x" * 16384, 0.0
+while time.monotonic() < end:
+    sock.sendall(chunk)
+    if time.monotonic() - reported >= 0.2:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+        acked = struct.unpack_from("<Q", info, 120)[0]
+        print(json.dumps({"time": time.time(), "acked": acked, "control": control}), flush=True)
+        reported = time.monotonic()
+sock.close()
+"""
+
+
+class LongSender:
+    """LONG_SENDER in a lab host's namespace, read in a thread."""
+
+    def __init__(self, host: str, seconds: float):
+        sink = str(lab.DEFAULT_SUBNET).rsplit(".", 1)[0] + f".{lab.HUB_OFFSET}"
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", host, sys.executable, "-c", LONG_SENDER, sink, str(lab.TRAFFIC_PORT),
+             str(seconds)], stdout=subprocess.PIPE, text=True)
+        self.reports: list[dict] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.reports.append(json.loads(line))
+
+    def acked_after(self, moment: float) -> int:
+        """Bytes acknowledged between MOMENT and the connection's end."""
+        later = [report["acked"] for report in self.reports if report["time"] >= moment]
+        earlier = [report["acked"] for report in self.reports if report["time"] < moment]
+        return (later[-1] - earlier[-1]) if later and earlier else 0
+
+    def finish(self) -> None:
+        try:
+            self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self.reader.join(timeout=5)
+
+
+class RegistryWatch:
+    """Reads the kernel's registry every 10 ms; remembers whether NAME was ever missing."""
+
+    def __init__(self, name: str):
+        self.name, self.missing, self.readings = name, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.readings += 1
+            self.missing += self.name not in registered_controls()
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_an_upgrade_swaps_the_program_in_place_and_open_connections_keep_working(fleet, journal_home, tmp_path):
+    first = write_plan(tmp_path / "v1", "ccr_reno", "ccr_reno.bpf.c", **LENIENT)
+    second = write_plan(tmp_path / "v2", "ccr_reno", "ccr_reno.bpf.c", **LENIENT)
+    second_version(tmp_path / "v2")
+    sender = None
+    try:
+        applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(first))
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        link_before = the_link()
+        versions_before = {host: host_state(host)["controls"]["ccr_reno"]["digests"] for host in HOSTS}
+        sender = LongSender("lab1", seconds=16)  # opened under version 1
+        time.sleep(1)
+        watch = RegistryWatch("ccr_reno")
+        try:
+            upgraded = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(second))
+        finally:
+            watch.stop()
+        upgrade_done = time.time()
+        assert upgraded.returncode == 0, upgraded.stderr + upgraded.stdout
+        assert "upgraded in place" in upgraded.stderr
+        assert {r["status"] for r in json.loads(upgraded.stdout)["hosts"].values()} == {"changed"}
+        # The name never left the registry; the link is the same, its program is new.
+        assert watch.readings > 100 and watch.missing == 0
+        link_after = the_link()
+        assert link_after["id"] == link_before["id"] and link_after["map_id"] != link_before["map_id"]
+        # The old version lives on for the connection that started under it.
+        assert {entry["id"] for entry in struct_ops_named("ccr_reno")} >= {link_before["map_id"], link_after["map_id"]}
+        assert all(default_of(host) == "ccr_reno" for host in HOSTS)
+        assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"
+        time.sleep(2)
+        sender.finish()
+        assert sender.reports[0]["control"] == "ccr_reno"
+        assert sender.acked_after(upgrade_done) > 100_000, sender.reports[-3:]
+
+        # Rolling the upgrade back is another update in place: back to version 1's object.
+        rolled = ccrollout(journal_home, "rollback", "-i", fleet)
+        assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+        assert "back to version" in rolled.stdout
+        assert the_link()["id"] == link_before["id"] and "ccr_reno" in registered_controls()
+        assert {host: host_state(host)["controls"]["ccr_reno"]["digests"] for host in HOSTS} == versions_before
+        assert (pin_dir("ccr_reno") / f"object-{versions_before['lab1'][0]}").is_dir()
+        assert all(default_of(host) == "ccr_reno" for host in HOSTS)
+    finally:
+        if sender:
+            sender.finish()
+        roll_back_every_rollout(journal_home, fleet)
+    assert all(default_of(host) == "reno" for host in HOSTS)
+    assert_gone("ccr_reno")
+
+
+def test_on_a_shared_kernel_the_last_user_unloads_not_the_first(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", **LENIENT)
+    try:
+        applied = ccrollout(journal_home, "apply", "-i", fleet, "--limit", "lab1:lab2", str(plan))
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        assert len(list((pin_dir("ccr_reno") / "users").iterdir())) == 2
+        first = ccrollout(journal_home, "rollback", "-i", fleet, "--limit", "lab1")
+        assert first.returncode == 0, first.stderr + first.stdout
+        assert "1 other hosts still carry this rollout" in first.stdout
+        # lab2 still has it, working: registered, pinned, its default, and new connections use it.
+        assert default_of("lab1") == "reno" and default_of("lab2") == "ccr_reno"
+        assert "ccr_reno" in registered_controls() and (pin_dir("ccr_reno") / "link").exists()
+        assert len(list((pin_dir("ccr_reno") / "users").iterdir())) == 1
+        assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"
+        assert lab.transfer("lab1", 0.5)["congestion"] == "reno"
+        second = ccrollout(journal_home, "rollback", "-i", fleet)
+        assert second.returncode == 0, second.stderr + second.stdout
+    finally:
+        ccrollout(journal_home, "rollback", "-i", fleet)
+    assert all(default_of(host) == "reno" for host in HOSTS)
+    assert_gone("ccr_reno")
+
+
+def test_rollback_from_the_hosts_own_records_when_the_journal_is_lost(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", **LENIENT)
+    applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+    try:
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        (journal_home / "journal.sqlite").unlink()
+        assert ccrollout(journal_home, "rollback", "-i", fleet).returncode == 3  # nothing to go by
+        rolled = ccrollout(journal_home, "rollback", "--from-hosts", "-i", fleet)
+        assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+        again = ccrollout(journal_home, "rollback", "--from-hosts", "--json", "-i", fleet)
+        assert {r["status"] for r in json.loads(again.stdout)["hosts"].values()} == {"ok"}
+    finally:
+        ccrollout(journal_home, "rollback", "--from-hosts", "-i", fleet)
+    for host in HOSTS:
+        assert default_of(host) == "reno"
+        assert host_state(host)["controls"] == {}
+    assert_gone("ccr_reno")
+
+
+def test_a_control_that_needs_ecn_turns_it_on_and_rollback_restores_it(fleet, journal_home, tmp_path):
+    before = {host: sysctl_of(host, "net.ipv4.tcp_ecn") for host in HOSTS}
+    assert set(before.values()) == {"2"}  # the kernel's default: ECN only when the peer asks
+    plan = write_plan(tmp_path, "ccr_dctcp", "ccr_dctcp.bpf.c", algorithm_options={"ecn": True}, **LENIENT)
+    try:
+        checked = ccrollout(journal_home, "apply", "--check", "--diff", "-i", fleet, str(plan))
+        assert "net.ipv4.tcp_ecn: 2 -> 1" in checked.stdout, checked.stdout
+        applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        for host in HOSTS:
+            assert sysctl_of(host, "net.ipv4.tcp_ecn") == "1"
+            assert "ccr_dctcp" in sysctl_of(host, "net.ipv4.tcp_allowed_congestion_control").split()
+        assert ccrollout(journal_home, "status", "-i", fleet).returncode == 0
+    finally:
+        rolled = ccrollout(journal_home, "rollback", "-i", fleet)
+    assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+    assert {host: sysctl_of(host, "net.ipv4.tcp_ecn") for host in HOSTS} == before
+    assert_gone("ccr_dctcp")
+
+
+def test_one_ssh_command_per_call_and_the_host_side_travels_with_it(fleet, tmp_path, monkeypatch):
+    from ccrollout.inventory import load_inventory
+    (host,) = load_inventory([fleet]).select("lab1")
+    target = fleet_module.Target.from_vars("lab1", {**host.vars, "ccrollout_state_dir": str(tmp_path / "state")})
+    commands = []
+    real_exec = fleet_module.Session._exec
+    monkeypatch.setattr(fleet_module.Session, "_exec",
+                        lambda self, command, data: commands.append(command) or real_exec(self, command, data))
+    session = fleet_module.Session(target)
+    try:
+        (facts,) = session.call([{"op": "facts"}])  # a host that has never seen ccrollout
+        assert facts["ok"] and facts["facts"]["problems"] == []
+        assert len(commands) == 1
+        pyz = tmp_path / "state" / hostcode.remote_name()
+        assert pyz.exists()
+        session.call([{"op": "counters"}])
+        assert len(commands) == 2
+        pyz.unlink()  # lost behind the session's back: sent again, once
+        (counters,) = session.call([{"op": "counters"}])
+        assert counters["ok"] and pyz.exists() and len(commands) == 4
+    finally:
+        session.close()
