@@ -80,9 +80,12 @@ def measure_baseline(sessions: dict[str, fleet.Session], seconds: float, interva
 def bake(changed: dict[str, fleet.Session], control: dict[str, fleet.Session],
          baselines: dict[str, judge.Series], limits: judge.Limits,
          seconds: float, interval: float, forks: int, progress=lambda text: None) -> judge.Verdict:
-    """Watch the changed hosts for SECONDS against their baselines and the control hosts."""
+    """Watch the changed hosts for SECONDS against their baselines and the control hosts;
+    longer, an interval at a time, while the plan allows and more data could decide."""
     recorder = Recorder({**changed, **control}, forks)
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
+    budget = judge.interval_budget(limits, round(seconds / interval))
     intervals = 0
     while True:
         time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
@@ -91,7 +94,11 @@ def bake(changed: dict[str, fleet.Session], control: dict[str, fleet.Session],
         verdict = judge.judge(
             canaries=recorder.of(changed), baselines=baselines, controls=recorder.of(control),
             limits=limits, unreachable=tuple(sorted(h for h in recorder.unreachable if h in changed)))
-        remaining = deadline - time.monotonic()
-        progress(f"  bake: {verdict.outcome} after {seconds - max(0.0, remaining):.1f}s")
-        if remaining <= 0.05 or judge.can_stop_early(verdict, intervals):
+        progress(f"  bake: {verdict.outcome} after {time.monotonic() - started:.1f}s")
+        if judge.can_stop_early(verdict, intervals):
             return verdict
+        if deadline - time.monotonic() <= 0.05:
+            if not judge.should_extend(verdict, intervals, budget):
+                return verdict
+            deadline += interval
+            progress("  bake: extended by one interval")

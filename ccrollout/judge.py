@@ -1,20 +1,69 @@
 """The canary decision: retransmission figures in, a verdict with its reasons out.
 
 Pure: no I/O, no clocks, so it can be tested and benchmarked on recorded
-samples. Each changed host is compared with an absolute ceiling, with its own
-baseline from before the change, and with the hosts not yet changed over the
-same intervals. Too little traffic is never a pass by itself.
+samples. Each changed host is compared with (a) its own baseline from before the
+change, (b) the hosts not yet changed over the same intervals and (c) the plan's
+absolute ceiling. Too little traffic is never a pass by itself.
 
-A host's figure is the median of its per-interval retransmit ratios, not the
-ratio pooled over the bake: one connection that loses a burst (seen in the lab
-about once a minute per host) moves one interval, not the verdict, while a
-control that is bad all the time is bad in every interval.
+Why the rule is what it is, with only 2 to 4 intervals a side:
+
+- A sample is one host's retransmit ratio over one sampling interval. Ratios
+  are skewed and bursty (in the lab ~1 %, with one interval in 25 at 10-15 %),
+  so nothing normal is assumed: a comparison is a one-sided Mann-Whitney U test
+  (canary greater) on the intervals, as Kayenta does, computed by scipy. Each
+  control host's interval is a sample of its own, the same kind of figure as a
+  canary interval; two control hosts give the test twice the samples.
+- Significance alone is not a verdict: over enough intervals a harmless rise
+  is significant. A comparison fails only when the canary's median exceeds the
+  reference's by more than `max_increase` AND the test confirms it. A rise
+  within `max_increase` passes whatever its p-value, so the test is not run.
+- Under no change every order of the n + m ratios is equally likely, so the
+  smallest p the test can reach is 1 / C(n + m, n): 4 bake intervals against a
+  2-interval baseline never get below 1/15 = 0.067. Such a comparison is too
+  short for the test. When another comparison can be tested (the control hosts),
+  the short one defers to it and to the ceiling; when none can, it fails only on
+  the strongest evidence its intervals allow: the rise beyond `max_increase`
+  and every canary interval above every reference interval. The reasons say
+  which applied.
+- A rise beyond `max_increase` that the test does not confirm is inconclusive,
+  not a pass: more intervals (on_inconclusive: extend) can settle it.
+- The ceiling is compared with the median, so one burst cannot cross it: at
+  least half of the intervals must.
+- No verdict before `min_intervals` intervals with traffic: a median of one or
+  two intervals is a single burst away from any figure.
+- Early stop: only a fail, only from the third interval, and only a clear one:
+  the rise over a reference is beyond `max_increase` and the test or the ceiling
+  confirms it (with no reference at all, the ceiling alone), and it would still
+  stand if the next interval retransmitted nothing, so the rest of the bake
+  could not turn it (two lab bursts in three intervals could be turned). A pass
+  never stops early: the bake is the minimum exposure.
+- Two comparisons per host share the significance level; at these sample
+  sizes the effect-size threshold, not alpha, is what keeps good controls from
+  failing (bench/judge.py measures the false-fail rate).
 """
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
+from scipy import stats
+
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+EXTEND = "extend"  # an on_inconclusive choice: bake longer while more data can decide
+ON_INCONCLUSIVE_CHOICES = (FAIL, PASS, EXTEND)
+
+# A failure may end the bake early only once it holds over this many intervals.
+MIN_INTERVALS_TO_STOP_EARLY = 3
+
+# The best a next interval could be, when asking whether a failure could still turn.
+CLEAN_INTERVAL_RATIO = 0.0
+
+# Above this many rank orders the exact tie-aware test gets slow and scipy's
+# normal approximation is good enough; below it that approximation is poor.
+EXACT_TEST_MAX_ORDERS = 5000
+
+BASELINE, CONTROL = "its baseline", "the control hosts"
+Reference = tuple[str, list[float]]  # BASELINE or CONTROL, and that reference's interval ratios
 
 
 @dataclass(frozen=True)
@@ -34,17 +83,19 @@ class Window:
 
 Series = list[Window]  # one window per sampling interval, oldest first
 
-# A failure may end the bake early only once it holds over this many intervals.
-MIN_INTERVALS_TO_STOP_EARLY = 3
-
 
 def total(series: Series) -> Window:
     return sum(series, Window(0, 0))
 
 
+def interval_ratios(series: Series) -> list[float]:
+    """The retransmit ratio of each interval that carried traffic."""
+    return [window.retransmit_ratio for window in series if window.sent]
+
+
 def typical_ratio(series: Series) -> float:
     """The median of the ratios of the intervals that carried traffic."""
-    ratios = [window.retransmit_ratio for window in series if window.sent]
+    ratios = interval_ratios(series)
     return statistics.median(ratios) if ratios else 0.0
 
 
@@ -58,11 +109,58 @@ def pooled(series_by_host: dict[str, Series]) -> Series:
 
 @dataclass(frozen=True)
 class Limits:
-    max_retransmit_ratio: float   # absolute ceiling, as a fraction
-    max_increase: float           # allowed increase over baseline and control, fraction points
-    min_segments: int             # below this a window is too little to judge
+    max_retransmit_ratio: float   # absolute ceiling for a host's median interval, as a fraction
+    max_increase: float           # allowed rise of the median over baseline and control, fraction points
+    min_segments: int             # below this a host's bake (or a reference) is too little to judge
     max_fail_fraction: float = 0.0  # share of a stage's hosts that may fail
-    on_inconclusive: str = FAIL
+    on_inconclusive: str = FAIL     # fail | pass | extend (bake longer, then count as fail)
+    significance: float = 0.05      # one-sided Mann-Whitney level a rise must reach to fail
+    min_intervals: int = 3          # fewest intervals with traffic before a host is judged
+    max_extend_intervals: int = 0   # with on_inconclusive: extend, how many intervals more at most
+
+    def __post_init__(self):
+        if self.on_inconclusive not in ON_INCONCLUSIVE_CHOICES:
+            raise ValueError(f"on_inconclusive must be one of {', '.join(ON_INCONCLUSIVE_CHOICES)}, "
+                             f"not {self.on_inconclusive!r}")
+        if not 0 < self.significance < 1:
+            raise ValueError(f"significance must be between 0 and 1, not {self.significance}")
+        if self.min_intervals < 1 or self.max_extend_intervals < 0:
+            raise ValueError("min_intervals must be 1 or more and max_extend_intervals 0 or more")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A canary's intervals against one reference's: the figures a decision rests on."""
+
+    reference: str                # BASELINE or CONTROL
+    canary_median: float
+    reference_median: float
+    canary_intervals: int
+    reference_intervals: int
+    p_value: float | None         # one-sided Mann-Whitney; None when the rise needed no test
+
+    @property
+    def increase(self) -> float:
+        return self.canary_median - self.reference_median
+
+    @property
+    def smallest_p_value(self) -> float:
+        # Under no change each of the C(n + m, n) rank orders is equally likely;
+        # all canary intervals on top is one of them.
+        return 1 / math.comb(self.canary_intervals + self.reference_intervals, self.canary_intervals)
+
+    def testable(self, limits: Limits) -> bool:
+        return _at_most(self.smallest_p_value, limits.significance)
+
+    def beyond_limit(self, limits: Limits) -> bool:
+        return self.increase > limits.max_increase
+
+    def confirmed(self, limits: Limits) -> bool:
+        """The test backs the rise: significant, or as ordered as too few intervals allow."""
+        if self.p_value is None:
+            return False
+        needed = limits.significance if self.testable(limits) else self.smallest_p_value
+        return _at_most(self.p_value, needed)
 
 
 @dataclass(frozen=True)
@@ -72,6 +170,10 @@ class HostVerdict:
     reasons: tuple[str, ...]
     retransmit_ratio: float
     sent: int
+    intervals: int = 0                           # intervals with traffic that were judged
+    comparisons: tuple[Comparison, ...] = ()
+    clear_failure: bool = False                  # a failure strong enough to end the bake early
+    needs_more_data: bool = False                # inconclusive, and more intervals could decide
 
 
 @dataclass(frozen=True)
@@ -79,65 +181,245 @@ class Verdict:
     outcome: str
     reasons: tuple[str, ...]
     hosts: tuple[HostVerdict, ...] = field(default=())
+    clear_failure: bool = False  # the clearly failed hosts alone fail the stage
 
     @property
     def passed(self) -> bool:
         return self.outcome == PASS
 
 
+def _at_most(p_value: float, level: float) -> bool:
+    # Exact p-values such as 1/20 against 0.05 must not fail on rounding.
+    return p_value <= level * (1 + 1e-9)
+
+
 def _percent(ratio: float) -> str:
     return f"{ratio * 100:.2f}%"
 
 
-def judge_host(host: str, canary: Series, baseline: Series | None, control: Series | None,
+def _u_statistic(canary, reference, axis):
+    # Mann-Whitney's U of the canary sample; the same whatever method scipy would use for its p-value.
+    return stats.mannwhitneyu(canary, reference, axis=axis, method="asymptotic").statistic
+
+
+def _one_sided_p_value(canary: list[float], reference: list[float]) -> float:
+    """P(canary intervals rank this high or higher | no change), from scipy."""
+    orders = math.comb(len(canary) + len(reference), len(canary))
+    ties = len(set(canary) | set(reference)) < len(canary) + len(reference)
+    if ties and orders <= EXACT_TEST_MAX_ORDERS:
+        # scipy's "exact" ignores ties and "auto" then turns to a normal approximation
+        # that is far off at n = 2..8; going through every order of U is exact with ties.
+        p_value = stats.permutation_test((canary, reference), _u_statistic, vectorized=True,
+                                         permutation_type="independent", alternative="greater",
+                                         n_resamples=EXACT_TEST_MAX_ORDERS).pvalue
+    else:
+        p_value = stats.mannwhitneyu(canary, reference, alternative="greater").pvalue
+    return 1.0 if math.isnan(p_value) else float(p_value)
+
+
+def compare(reference: str, canary: list[float], reference_ratios: list[float], limits: Limits) -> Comparison:
+    """Medians, rise and (when the rise could fail the host) the test's p-value."""
+    canary_median, reference_median = statistics.median(canary), statistics.median(reference_ratios)
+    needs_test = canary_median - reference_median > limits.max_increase
+    return Comparison(reference, canary_median, reference_median, len(canary), len(reference_ratios),
+                      _one_sided_p_value(canary, reference_ratios) if needs_test else None)
+
+
+def _reference_ratios(name: str, series_list: list[Series], limits: Limits) -> tuple[list[float], str | None]:
+    """A reference's interval ratios, or none and why it is too thin to compare with."""
+    if not series_list:
+        return [], None
+    sent = sum(total(series).sent for series in series_list)
+    ratios = [ratio for series in series_list for ratio in interval_ratios(series)]
+    if not ratios or sent < limits.min_segments:
+        return [], f"{name} too thin to compare with ({sent} segments, {limits.min_segments} needed)"
+    return ratios, None
+
+
+def _sizes(comparison: Comparison) -> str:
+    return f"n={comparison.canary_intervals} vs {comparison.reference_intervals}"
+
+
+def _test(comparison: Comparison) -> str:
+    return f"Mann-Whitney p={comparison.p_value:.3f}, {_sizes(comparison)}"
+
+
+def _rise(host: str, comparison: Comparison, limits: Limits) -> str:
+    return (f"{host}: retransmit ratio {_percent(comparison.canary_median)} is "
+            f"{comparison.increase * 100:.2f} points above {comparison.reference} "
+            f"({_percent(comparison.reference_median)}), {limits.max_increase * 100:.2f} allowed")
+
+
+def _too_short(comparison: Comparison, limits: Limits) -> str:
+    return (f"{comparison.reference_intervals} intervals of {comparison.reference} are too few for the test "
+            f"to reach {limits.significance:g} (p>={comparison.smallest_p_value:.3f})")
+
+
+@dataclass
+class _Findings:
+    failures: list[str] = field(default_factory=list)
+    doubts: list[str] = field(default_factory=list)   # beyond the limit, not confirmed
+    notes: list[str] = field(default_factory=list)
+    clear: bool = False
+
+
+def _weigh(host: str, comparisons: list[Comparison], ceiling_breached: bool, limits: Limits) -> _Findings:
+    """Turn each comparison into a failure, a doubt or a note, as the module docstring says."""
+    findings = _Findings(clear=ceiling_breached and not comparisons)
+    testable_references = [comparison.reference for comparison in comparisons if comparison.testable(limits)]
+    for comparison in comparisons:
+        if not comparison.beyond_limit(limits):
+            continue
+        rise = _rise(host, comparison, limits)
+        testable, confirmed = comparison.testable(limits), comparison.confirmed(limits)
+        findings.clear |= ceiling_breached or confirmed
+        if not testable and testable_references:
+            findings.notes.append(f"{rise}; {_too_short(comparison, limits)}: relying on "
+                                  f"{' and '.join(testable_references)} and the ceiling ({_test(comparison)})")
+        elif confirmed and testable:
+            findings.failures.append(f"{rise}; significant: {_test(comparison)}")
+        elif confirmed:
+            findings.failures.append(f"{rise}; {_too_short(comparison, limits)}, so the effect size decides, "
+                                     f"with every interval above all of theirs ({_test(comparison)})")
+        elif testable:
+            findings.doubts.append(f"{rise}, but not significant at {limits.significance:g}: {_test(comparison)}")
+        else:
+            findings.doubts.append(f"{rise}, but {_too_short(comparison, limits)} and the intervals overlap "
+                                   f"({_test(comparison)})")
+    return findings
+
+
+def _within(host: str, comparison: Comparison, limits: Limits) -> str:
+    short = "" if comparison.testable(limits) else ", too few for the test: effect size only"
+    return (f"{host}: {comparison.reference} {_percent(comparison.reference_median)}, "
+            f"{comparison.increase * 100:+.2f} points ({limits.max_increase * 100:.2f} allowed, "
+            f"{_sizes(comparison)}{short})")
+
+
+def _references(host: str, baseline: Series | None, controls: dict[str, Series] | None,
+                limits: Limits) -> tuple[list[Reference], list[str]]:
+    """The references there are figures enough to compare with, and a note for each too thin."""
+    references, thin_notes = [], []
+    for name, series_list in ((BASELINE, [baseline] if baseline else []),
+                              (CONTROL, list((controls or {}).values()))):
+        ratios, thin = _reference_ratios(name, series_list, limits)
+        if ratios:
+            references.append((name, ratios))
+        elif thin:
+            thin_notes.append(f"{host}: {thin}")
+    return references, thin_notes
+
+
+def _assess(host: str, ratios: list[float], references: list[Reference],
+            limits: Limits) -> tuple[list[Comparison], _Findings]:
+    """The ceiling and each comparison, weighed."""
+    comparisons = [compare(name, ratios, reference, limits) for name, reference in references]
+    median = statistics.median(ratios)
+    ceiling_breached = median > limits.max_retransmit_ratio
+    findings = _weigh(host, comparisons, ceiling_breached, limits)
+    if ceiling_breached:
+        findings.failures.insert(0, f"{host}: retransmit ratio {_percent(median)} is above the ceiling "
+                                    f"{_percent(limits.max_retransmit_ratio)} (median of {len(ratios)} intervals)")
+    return comparisons, findings
+
+
+def _holds_after_a_clean_interval(host: str, ratios: list[float], references: list[Reference],
+                                  limits: Limits) -> bool:
+    """Would the failure stand if the next interval retransmitted nothing at all?
+
+    If not, the rest of the bake could still turn it (two bursts in three
+    intervals are a median of bursts; a clean fourth makes them a minority).
+    """
+    _, findings = _assess(host, ratios + [CLEAN_INTERVAL_RATIO], references, limits)
+    return bool(findings.failures) and findings.clear
+
+
+def judge_host(host: str, canary: Series, baseline: Series | None, controls: dict[str, Series] | None,
                limits: Limits) -> HostVerdict:
-    sent = total(canary).sent
-    ratio = typical_ratio(canary)
+    """One changed host against the ceiling, its baseline and the control hosts."""
+    sent, ratios, ratio = total(canary).sent, interval_ratios(canary), typical_ratio(canary)
+
+    def verdict(outcome: str, reasons, **more) -> HostVerdict:
+        return HostVerdict(host, outcome, tuple(reasons), ratio, sent, len(ratios), **more)
+
     if sent < limits.min_segments:
-        return HostVerdict(host, INCONCLUSIVE, (
-            f"{host}: too little traffic to judge: {sent} segments sent, "
-            f"{limits.min_segments} needed",), ratio, sent)
-    failures = []
-    if ratio > limits.max_retransmit_ratio:
-        failures.append(f"{host}: retransmit ratio {_percent(ratio)} is above the ceiling "
-                        f"{_percent(limits.max_retransmit_ratio)}")
-    for label, reference in (("its baseline", baseline), ("the control hosts", control)):
-        if not reference or total(reference).sent < limits.min_segments:
-            continue  # too thin to compare with: only the ceiling applies
-        reference_ratio = typical_ratio(reference)
-        increase = ratio - reference_ratio
-        if increase > limits.max_increase:
-            failures.append(f"{host}: retransmit ratio {_percent(ratio)} is {_percent(increase)} above "
-                            f"{label} ({_percent(reference_ratio)}); {_percent(limits.max_increase)} allowed")
-    if failures:
-        return HostVerdict(host, FAIL, tuple(failures), ratio, sent)
-    return HostVerdict(host, PASS, (f"{host}: retransmit ratio {_percent(ratio)} (median of "
-                                    f"{len(canary)} intervals, {sent} segments)",), ratio, sent)
+        return verdict(INCONCLUSIVE, [f"{host}: too little traffic to judge: {sent} segments sent, "
+                                      f"{limits.min_segments} needed"], needs_more_data=True)
+    if len(ratios) < limits.min_intervals:
+        return verdict(INCONCLUSIVE, [f"{host}: too few intervals to judge: {len(ratios)} with traffic, "
+                                      f"{limits.min_intervals} needed"], needs_more_data=True)
+    references, thin_notes = _references(host, baseline, controls, limits)
+    comparisons, findings = _assess(host, ratios, references, limits)
+    notes = findings.notes + thin_notes
+    if findings.failures:
+        clear = (findings.clear and len(ratios) >= MIN_INTERVALS_TO_STOP_EARLY
+                 and _holds_after_a_clean_interval(host, ratios, references, limits))
+        return verdict(FAIL, findings.failures + findings.doubts + notes, comparisons=tuple(comparisons),
+                       clear_failure=clear)
+    if findings.doubts:
+        return verdict(INCONCLUSIVE, findings.doubts + notes, comparisons=tuple(comparisons),
+                       needs_more_data=True)
+    summary = (f"{host}: retransmit ratio {_percent(ratio)} (median of {len(ratios)} intervals, {sent} segments), "
+               f"ceiling {_percent(limits.max_retransmit_ratio)}")
+    within = [_within(host, comparison, limits) for comparison in comparisons
+              if not comparison.beyond_limit(limits)]
+    return verdict(PASS, [summary] + within + notes, comparisons=tuple(comparisons))
+
+
+def _unreachable(host: str) -> HostVerdict:
+    # Counted as a failure of its stage, as Ansible counts unreachable hosts: a control that
+    # breaks the host's connections can make it unreachable, and that must never pass.
+    return HostVerdict(host, FAIL, (f"{host}: unreachable during the bake",), 0.0, 0)
 
 
 def judge(canaries: dict[str, Series], baselines: dict[str, Series], controls: dict[str, Series],
           limits: Limits, unreachable: tuple[str, ...] = ()) -> Verdict:
     """Decide a stage from each changed host's intervals, its baseline and the control hosts'."""
-    control = pooled(controls)
-    host_verdicts = [judge_host(host, series, baselines.get(host), control, limits)
-                     for host, series in sorted(canaries.items())]
-    host_verdicts += [HostVerdict(host, FAIL, (f"{host}: unreachable during the bake",), 0.0, 0)
-                      for host in unreachable]
-    total_hosts = len(host_verdicts)
-    if total_hosts == 0:
+    host_verdicts = [judge_host(host, series, baselines.get(host), controls, limits)
+                     for host, series in sorted(canaries.items()) if host not in unreachable]
+    host_verdicts += [_unreachable(host) for host in unreachable]
+    if not host_verdicts:
         return Verdict(INCONCLUSIVE, ("no host was changed in this stage",))
-    failed = [v for v in host_verdicts if v.outcome == FAIL]
-    inconclusive = [v for v in host_verdicts if v.outcome == INCONCLUSIVE]
-    reasons = tuple(reason for verdict in failed + inconclusive for reason in verdict.reasons)
-    if failed and len(failed) / total_hosts > limits.max_fail_fraction:
-        return Verdict(FAIL, reasons, tuple(host_verdicts))
+    return _stage_verdict(tuple(host_verdicts), limits)
+
+
+def _stage_verdict(host_verdicts: tuple[HostVerdict, ...], limits: Limits) -> Verdict:
+    def too_many(verdicts) -> bool:
+        return bool(verdicts) and len(verdicts) / len(host_verdicts) > limits.max_fail_fraction
+
+    def reasons_of(verdicts) -> tuple[str, ...]:
+        return tuple(reason for verdict in verdicts for reason in verdict.reasons)
+
+    failed = [verdict for verdict in host_verdicts if verdict.outcome == FAIL]
+    inconclusive = [verdict for verdict in host_verdicts if verdict.outcome == INCONCLUSIVE]
+    if too_many(failed):
+        clearly_failed = [verdict for verdict in failed if verdict.clear_failure]
+        return Verdict(FAIL, reasons_of(failed + inconclusive), host_verdicts, clear_failure=too_many(clearly_failed))
     if inconclusive:
         outcome = PASS if limits.on_inconclusive == PASS else INCONCLUSIVE
-        return Verdict(outcome, reasons, tuple(host_verdicts))
-    passes = tuple(reason for verdict in host_verdicts for reason in verdict.reasons)
-    return Verdict(PASS, passes, tuple(host_verdicts))
+        return Verdict(outcome, reasons_of(failed + inconclusive), host_verdicts)
+    return Verdict(PASS, reasons_of(host_verdicts), host_verdicts)
 
 
 def can_stop_early(verdict: Verdict, intervals: int) -> bool:
-    """A failure that has held over enough intervals need not wait for the bake's end."""
-    return verdict.outcome == FAIL and intervals >= MIN_INTERVALS_TO_STOP_EARLY
+    """A clear failure that has held over enough intervals need not wait for the bake's end.
+
+    A pass never ends the bake early: the bake is the least exposure a change gets.
+    """
+    return verdict.outcome == FAIL and verdict.clear_failure and intervals >= MIN_INTERVALS_TO_STOP_EARLY
+
+
+def interval_budget(limits: Limits, bake_intervals: int) -> int:
+    """The most intervals a bake may last: the plan's bake, plus the extension it allows."""
+    return bake_intervals + (limits.max_extend_intervals if limits.on_inconclusive == EXTEND else 0)
+
+
+def should_extend(verdict: Verdict, elapsed_intervals: int, max_intervals: int) -> bool:
+    """Bake one more interval: inconclusive only for want of data, and budget left.
+
+    An unreachable host stays unreachable however long the bake, so it never extends.
+    """
+    if verdict.outcome != INCONCLUSIVE or elapsed_intervals >= max_intervals:
+        return False
+    undecided = [host for host in verdict.hosts if host.outcome == INCONCLUSIVE]
+    return bool(undecided) and all(host.needs_more_data for host in undecided)

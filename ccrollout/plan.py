@@ -87,7 +87,10 @@ class Health:
     max_retransmit_ratio: float
     max_increase: float
     min_segments: int
-    on_inconclusive: str  # "fail" | "pass"
+    on_inconclusive: str  # "fail" | "pass" | "extend"
+    max_extend_seconds: float = 0.0
+    min_intervals: int = 3
+    significance: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -420,11 +423,19 @@ class _PlanReader:
         if interval is None and "interval" not in rollout:
             interval = units.parse_duration(_default("rollout", "interval"))
         bake = seconds.get("bake")
+        health = rollout.get("health") if isinstance(rollout.get("health"), dict) else {}
+        needed = health.get("min_intervals", _default("health", "min_intervals"))
         if interval is not None and bake is not None and interval > bake:
             given = "interval" in rollout
             self.error(at + ("interval",) if given else at + ("bake",),
                        f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
                        f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
+        elif interval and bake is not None and isinstance(needed, int) and bake / interval + 1e-9 < needed:
+            given = "interval" in rollout
+            self.error(at + ("bake",),
+                       f"bake ({units.format_duration(bake)}) holds {int(bake / interval + 1e-9)} intervals of "
+                       f"{units.format_duration(interval)}{'' if given else ' (the default interval)'}; "
+                       f"the judge needs at least {needed} (health.min_intervals)")
 
     def check_scope(self, at: tuple, scope: Any) -> None:
         if not isinstance(scope, dict):
@@ -447,6 +458,12 @@ class _PlanReader:
             value = health.get(key)
             if isinstance(value, str) and self.ok(at + (key,)):
                 self.parse(at + (key,), units.parse_percent, value)
+        extend = health.get("max_extend")
+        if extend is not None and self.ok(at + ("max_extend",)):
+            extend = self.parse(at + ("max_extend",), units.parse_duration, extend)
+        if health.get("on_inconclusive") == "extend" and not extend and self.ok(at + ("on_inconclusive",)):
+            self.error(at + ("on_inconclusive",), "on_inconclusive: extend needs max_extend, "
+                       "the longest a stage may be watched beyond bake (e.g. max_extend: 8s)")
 
     def parse(self, at: tuple, parser: Any, value: Any) -> Any:
         try:
@@ -486,6 +503,9 @@ class _PlanReader:
                     max_increase=units.parse_percent(health["max_increase"]),
                     min_segments=int(health["min_segments"]),
                     on_inconclusive=health["on_inconclusive"],
+                    max_extend_seconds=units.parse_duration(health["max_extend"]),
+                    min_intervals=int(health["min_intervals"]),
+                    significance=float(health["significance"]),
                 ),
                 max_fail_percentage=units.parse_percent(
                     entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),

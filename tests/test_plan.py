@@ -498,7 +498,7 @@ rollouts:
     algorithm: ccr_reno
     hosts: lab
     stages: [1]
-    bake: 2s
+    bake: 3s
     scope: SCOPE
 """
 
@@ -518,3 +518,17 @@ def test_scope_errors_name_the_prefix_and_the_empty_scope(tree):
     assert any("rollouts[0].scope.routes[0]" in line and "host bits set" in line for line in lines)
     lines = errors_of(write_plan(tree, SCOPED.replace("SCOPE", "{default: false}")))
     assert any("activates the control nowhere" in line and ":10:" in line for line in lines)
+
+
+def test_a_bake_too_short_for_the_judge_is_explained(tree):
+    path = write_plan(tree, VALID.replace("bake: 10s", "bake: 4s"))  # 2 intervals of 2s
+    assert errors_of(path)[0].endswith("rollouts[0].bake: bake (4s) holds 2 intervals of 2s; "
+                                       "the judge needs at least 3 (health.min_intervals)")
+
+
+def test_extend_needs_a_limit(tree):
+    path = write_plan(tree, VALID.replace("on_inconclusive: fail", "on_inconclusive: extend"))
+    assert "on_inconclusive: extend needs max_extend" in errors_of(path)[0]
+    path = write_plan(tree, VALID.replace("on_inconclusive: fail", "on_inconclusive: extend\n      max_extend: 6s"))
+    health = load_plan(path).rollouts[0].health
+    assert (health.on_inconclusive, health.max_extend_seconds, health.min_intervals) == ("extend", 6.0, 3)
