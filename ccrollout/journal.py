@@ -9,11 +9,33 @@ been changed.
 
 import json
 import os
+import socket
 import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import EXIT_NEEDS_ATTENTION, UserError
+
+# A rollout in any other state (running, held, failed to roll back) keeps its hosts.
+_FINISHED = ("completed", "rolled_back")
+
+
+class HostsLocked(UserError):
+    """Another rollout holds some of the hosts."""
+
+    exit_code = EXIT_NEEDS_ATTENTION
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollouts (
@@ -36,6 +58,13 @@ CREATE TABLE IF NOT EXISTS changes (
     previous_default TEXT,
     state TEXT NOT NULL,            -- intended | done | unchanged | failed | undone
     updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS locks (
+    host TEXT PRIMARY KEY,          -- one rollout at a time per host
+    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+    controller TEXT NOT NULL,       -- the machine the controller runs on
+    pid INTEGER NOT NULL,
+    since REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     rollout_id TEXT NOT NULL REFERENCES rollouts(id),
@@ -77,11 +106,42 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def start_rollout(self, plan: str, rollout: str, algorithm: str, digest: str) -> str:
+    def start_rollout(self, plan: str, rollout: str, algorithm: str, digest: str, hosts=()) -> str:
+        """Record a new rollout and lock HOSTS for it, in one transaction: a second controller
+        reaching for any of them is refused (HostsLocked), never interleaved."""
         rollout_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        self._db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
-                         (rollout_id, plan, rollout, algorithm, digest, time.time()))
+        self._db.execute("BEGIN IMMEDIATE")  # other controllers wait here, not in between
+        try:
+            self._refuse_if_locked(hosts)
+            self._db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
+                             (rollout_id, plan, rollout, algorithm, digest, time.time()))
+            self._db.executemany("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
+                                 [(host, rollout_id, socket.gethostname(), os.getpid(), time.time())
+                                  for host in hosts])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
         return rollout_id
+
+    def _refuse_if_locked(self, hosts) -> None:
+        held = {}
+        for host in hosts:
+            row = self._db.execute("SELECT l.rollout_id, l.controller, l.pid, r.status FROM locks l"
+                                   " JOIN rollouts r ON r.id = l.rollout_id WHERE l.host = ?", (host,)).fetchone()
+            if row and row[3] not in _FINISHED:  # a lock left by a finished rollout is free to take
+                held.setdefault(row[:3], []).append(host)
+        if not held:
+            return
+        lines = []
+        for (rollout_id, controller, pid), locked in held.items():
+            if controller == socket.gethostname() and not _alive(pid):
+                state = (f"its controller (pid {pid}) is gone: see `ccrollout history`, then "
+                         f"`ccrollout rollback {rollout_id}`")
+            else:
+                state = f"its controller runs as pid {pid} on {controller}"
+            lines.append(f"{', '.join(locked)}: held by rollout {rollout_id}; {state}")
+        raise HostsLocked("another rollout holds these hosts; nothing was changed:\n  " + "\n  ".join(lines))
 
     def finish_rollout(self, rollout_id: str, status: str) -> None:
         self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?",

@@ -47,7 +47,9 @@ def _limits(rollout) -> judge.Limits:
     health = rollout.health
     return judge.Limits(max_retransmit_ratio=health.max_retransmit_ratio, max_increase=health.max_increase,
                         min_segments=health.min_segments, max_fail_fraction=rollout.max_fail_percentage,
-                        on_inconclusive=health.on_inconclusive)
+                        on_inconclusive=health.on_inconclusive, significance=health.significance,
+                        min_intervals=health.min_intervals,
+                        max_extend_intervals=round(health.max_extend_seconds / rollout.interval_seconds))
 
 
 def _check_results(outcome: fleet.Outcome) -> str | None:
@@ -131,7 +133,7 @@ class Runner:
             raise HostFailed("nothing was changed; these hosts cannot take a BPF congestion control:\n  "
                              + "\n  ".join(refusals.values()))
 
-        rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest)
+        rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest, hosts)
         self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
         result = self._stages(rollout_id, rollout, built, hosts)
         self.journal.finish_rollout(rollout_id, result.status)
