@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import threading
 
 from . import errors
 from .errors import InvalidInput, UserError
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     facts = commands.add_parser("facts", help="what each host has: kernel, controls, default, counters")
     fleet_options(facts)
     facts.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
+
+    trace = commands.add_parser("trace", help="live: which connections retransmit, on each host, "
+                                "under which congestion control (bcc)")
+    fleet_options(trace)
+    trace.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
+    trace.add_argument("--duration", default="10s", help="how long to trace (default 10s); it ends by itself")
+    trace.add_argument("--interval", default="2s", help="how often to report (default 2s)")
+    trace.add_argument("--top", type=int, default=5, help="connections listed per host (default 5)")
 
     inventory = commands.add_parser("inventory", help="show an inventory as Ansible reads it")
     inventory.add_argument("-i", "--inventory", action="append", required=True, metavar="INVENTORY",
@@ -185,21 +194,27 @@ def cmd_check(args) -> int:
     return errors.EXIT_OK
 
 
-def _call_each(args, actions: list[dict]) -> dict:
-    """One batch of read-only ACTIONS on every host of args.pattern (and --limit)."""
+def _call_each(args, actions: list[dict], on_progress=None) -> dict:
+    """One batch of read-only ACTIONS on every host of args.pattern (and --limit);
+    ON_PROGRESS(host, report) gets what long operations report as they go."""
     from . import fleet
     from .inventory import load_inventory
     hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
     sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars)) for host in hosts}
     try:
-        return fleet.fan_out(sessions, lambda session: session.call(actions), args.forks)
+        def call(session):
+            report = on_progress and (lambda progress: on_progress(session.target.name, progress))
+            return session.call(actions, on_progress=report)
+        # Every selected host at once when tracing: a trace must cover the same moments everywhere.
+        forks = len(sessions) if on_progress else args.forks
+        return fleet.fan_out(sessions, call, max(1, forks))
     finally:
         for session in sessions.values():
             session.close()
 
 
 def cmd_facts(args) -> int:
-    outcomes = _call_each(args, [{"op": "facts"}, {"op": "counters"}])
+    outcomes = _call_each(args, [{"op": "facts", "tracer": True}, {"op": "counters"}])
     answer = {}
     for name, outcome in outcomes.items():
         if not outcome.ok:
@@ -226,7 +241,65 @@ def cmd_facts(args) -> int:
             print(f"  route {route}")
         for problem in facts.get("problems", []):
             print(f"  cannot take a BPF control: {problem}")
+        if "tracer" in facts:
+            print(f"  tracer: {facts['tracer'].get('reason')}")
     return errors.EXIT_OK if all("unreachable" not in f for f in answer.values()) else errors.EXIT_HOST_FAILED
+
+
+def _connection(entry: dict) -> str:
+    return (f"{entry['saddr']}:{entry['sport']} > {entry['daddr']}:{entry['dport']} "
+            f"{entry.get('congestion') or '?'} {entry['retransmits']}")
+
+
+def _show_trace_progress(lock: threading.Lock):
+    def show(host: str, progress: dict) -> None:
+        if progress.get("event") == "started":
+            line = f"{host}: tracing (ready in {progress['startup_seconds']}s)"
+        else:
+            controls = ", ".join(f"{name} {count}" for name, count in sorted(progress["by_congestion"].items()))
+            line = (f"{host} +{progress['elapsed']:.1f}s: {progress['retransmits']} retransmits"
+                    + (f" ({controls})" if controls else "")
+                    + "".join(f"\n  {_connection(entry)}" for entry in progress["top"]))
+        with lock:
+            print(line, flush=True)
+    return show
+
+
+def cmd_trace(args) -> int:
+    from . import units
+    try:
+        seconds, interval = units.parse_duration(args.duration), units.parse_duration(args.interval)
+    except ValueError as exc:
+        raise UserError(f"trace: {exc}", errors.EXIT_USAGE) from None
+    if not 0 < seconds <= 3600 or not 0 < interval <= min(seconds, 60) or args.top < 0:
+        raise UserError("trace: --duration must be up to 1h, --interval up to 60s and no longer than "
+                        "--duration, --top 0 or more", errors.EXIT_USAGE)
+    action = {"op": "trace", "seconds": seconds, "interval": interval, "top": args.top}
+    live = None if args.json else _show_trace_progress(threading.Lock())
+    outcomes = _call_each(args, [action], on_progress=live)
+    answer = {}
+    for name, outcome in outcomes.items():
+        result = outcome.value[-1] if outcome.ok else {}
+        if not outcome.ok or not result.get("ok"):
+            answer[name] = {"error": outcome.error or f"{name}: {result.get('error')}"}
+        else:
+            answer[name] = {key: result[key] for key in
+                            ("seconds", "intervals", "retransmits", "by_congestion", "unattributed", "top")}
+    if args.json:
+        json.dump(answer, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        print()
+        for name, host in answer.items():
+            if "error" in host:
+                print(f"{name}: FAILED {host['error']}")
+                continue
+            controls = ", ".join(f"{c} {n}" for c, n in sorted(host["by_congestion"].items())) or "none"
+            print(f"{name}: {host['retransmits']} retransmits in {host['seconds']:.1f}s ({controls}); "
+                  f"{host['unattributed']} elsewhere on this kernel")
+            for entry in host["top"]:
+                print(f"  {_connection(entry)}")
+    return errors.EXIT_HOST_FAILED if any("error" in host for host in answer.values()) else errors.EXIT_OK
 
 
 def cmd_inventory(args) -> int:
@@ -319,7 +392,7 @@ def _report(args, result) -> None:
 
 
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
-            "status": cmd_status,
+            "status": cmd_status, "trace": cmd_trace,
             "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab}
 
 

@@ -116,13 +116,14 @@ class Session:
 
     # -- the host side -------------------------------------------------------
 
-    def call(self, actions: list[dict]) -> list[dict]:
+    def call(self, actions: list[dict], on_progress=None) -> list[dict]:
         """Run one batch of actions on the host in one SSH command; the host side's results,
-        one per action run. The first call of a session carries the host side itself."""
+        one per action run. The first call of a session carries the host side itself.
+        ON_PROGRESS receives what long operations report before they answer."""
         request = json.dumps({"state_dir": self.target.state_dir, "actions": actions}).encode()
-        stdout, stderr, exit_code = self._run_host_side(request, with_code=not self._host_code_sent)
+        stdout, stderr, exit_code = self._run_host_side(request, not self._host_code_sent, on_progress)
         if exit_code == hostcode.EXIT_MISSING:  # removed behind our back: send it again
-            stdout, stderr, exit_code = self._run_host_side(request, with_code=True)
+            stdout, stderr, exit_code = self._run_host_side(request, True, on_progress)
         self._host_code_sent = True
         try:
             answer = json.loads(stdout)
@@ -132,20 +133,20 @@ class Session:
                             + " / ".join(detail)) from None
         return answer["results"]
 
-    def _run_host_side(self, request: bytes, with_code: bool) -> tuple[bytes, bytes, int]:
+    def _run_host_side(self, request: bytes, with_code: bool, on_progress) -> tuple[bytes, bytes, int]:
         code = hostcode.bundle()[0] if with_code else b""
         remote = posixpath.join(self.target.state_dir, hostcode.remote_name())
         command = [self.target.python, "-c", hostcode.BOOTSTRAP, remote, str(len(code))]
         if self.target.become:
             command = ["sudo", "-n", "--", *command]
         try:
-            return self._exec(shlex.join(command), code + request)
+            return self._exec(shlex.join(command), code + request, on_progress)
         except socket.timeout:
             raise HostError(self.target.name, f"the host side did not answer within {COMMAND_TIMEOUT}s") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise HostError(self.target.name, f"connection lost: {exc}") from None
 
-    def _exec(self, command: str, request: bytes) -> tuple[bytes, bytes, int]:
+    def _exec(self, command: str, request: bytes, on_progress=None) -> tuple[bytes, bytes, int]:
         """Run COMMAND with REQUEST on its stdin. fabric's own run() polls its stdin
         stream and costs about half a second a call; a bare session does not."""
         self.open()
@@ -155,7 +156,14 @@ class Session:
             channel.exec_command(command)
             channel.sendall(request)
             channel.shutdown_write()
-            stdout = channel.makefile("rb").read()
+            answer = []
+            for line in channel.makefile("rb"):
+                if line.startswith(b'{"progress"'):
+                    if on_progress:
+                        on_progress(json.loads(line)["progress"])
+                else:
+                    answer.append(line)
+            stdout = b"".join(answer)
             stderr = channel.makefile_stderr("rb").read()
             return stdout, stderr, channel.recv_exit_status()
         finally:
@@ -189,5 +197,9 @@ def fan_out(sessions: dict[str, Session], work, forks: int) -> dict[str, Outcome
             return Outcome(name, error=f"{name}: internal error: {exc!r}", seconds=time.monotonic() - started)
     if not sessions:
         return {}
-    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(sessions)))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(forks, len(sessions))))
+    try:
         return dict(zip(sessions, pool.map(one, sessions)))
+    finally:
+        # Not waiting: on Ctrl-C the caller closes the sessions, which is what ends the calls.
+        pool.shutdown(wait=False, cancel_futures=True)

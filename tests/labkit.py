@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,3 +82,56 @@ def write_plan(tmp_path: Path, algorithm: str, source: str, algorithm_options=No
     path = tmp_path / "plans" / f"{algorithm}.yaml"
     path.write_text(yaml.safe_dump(plan, sort_keys=False))
     return path
+
+
+# A connection that keeps sending for a while and reports how much the peer has acknowledged
+# (tcp_info's tcpi_bytes_acked, at byte 120), so a test can see it carry data across a change.
+LONG_SENDER = r"""
+import json, socket, struct, sys, time
+sock = socket.socket()
+if float(sys.argv[4]):  # bytes a second: TCP paces itself below the bottleneck, so it never overflows
+    sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MAX_PACING_RATE", 47), int(float(sys.argv[4])))
+sock.connect((sys.argv[1], int(sys.argv[2])))
+control = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
+end, chunk, reported = time.monotonic() + float(sys.argv[3]), b"x" * 16384, 0.0
+while time.monotonic() < end:
+    sock.sendall(chunk)
+    if time.monotonic() - reported >= 0.2:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+        acked = struct.unpack_from("<Q", info, 120)[0]
+        print(json.dumps({"time": time.time(), "acked": acked, "control": control}), flush=True)
+        reported = time.monotonic()
+sock.close()
+"""
+
+
+class LongSender:
+    """LONG_SENDER in a lab host's namespace, read in a thread."""
+
+    def __init__(self, host: str, seconds: float, pacing: float = 0):
+        sink = str(lab.DEFAULT_SUBNET).rsplit(".", 1)[0] + f".{lab.HUB_OFFSET}"
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", host, sys.executable, "-c", LONG_SENDER, sink, str(lab.TRAFFIC_PORT),
+             str(seconds), str(pacing)], stdout=subprocess.PIPE, text=True)
+        self.reports: list[dict] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.reports.append(json.loads(line))
+
+    def acked_after(self, moment: float) -> int:
+        """Bytes acknowledged between MOMENT and the connection's end."""
+        later = [report["acked"] for report in self.reports if report["time"] >= moment]
+        earlier = [report["acked"] for report in self.reports if report["time"] < moment]
+        return (later[-1] - earlier[-1]) if later and earlier else 0
+
+    def finish(self) -> None:
+        try:
+            self.process.wait(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self.reader.join(timeout=5)

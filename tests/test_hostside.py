@@ -7,7 +7,6 @@ allow any retransmit ratio short of a broken control's, so lab noise cannot fail
 
 import json
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,7 +15,7 @@ import pytest
 from ccrollout import fleet as fleet_module
 from ccrollout import hostcode, lab
 from conftest import registered_controls, struct_ops_links
-from labkit import (HOSTS, assert_gone, ccrollout, default_of, host_state, pin_dir, roll_back_every_rollout,
+from labkit import (HOSTS, LongSender, assert_gone, ccrollout, default_of, host_state, pin_dir, roll_back_every_rollout,
                     struct_ops_named, write_plan)
 
 pytestmark = pytest.mark.lab
@@ -40,56 +39,6 @@ def second_version(plan_dir) -> None:
     """A new version of ccr_reno: the same control, compiled from a changed source."""
     source = plan_dir / "bpf" / "ccr_reno.bpf.c"
     source.write_text("/* version 2 */\n" + source.read_text())
-
-
-# A connection that keeps sending for a while and reports how much the peer has acknowledged
-# (tcp_info's tcpi_bytes_acked, at byte 120), so a test can see it carry data across a change.
-LONG_SENDER = r"""
-import json, socket, struct, sys, time
-sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-control = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\0").decode()
-end, chunk, reported = time.monotonic() + float(sys.argv[3]), b"x" * 16384, 0.0
-while time.monotonic() < end:
-    sock.sendall(chunk)
-    if time.monotonic() - reported >= 0.2:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
-        acked = struct.unpack_from("<Q", info, 120)[0]
-        print(json.dumps({"time": time.time(), "acked": acked, "control": control}), flush=True)
-        reported = time.monotonic()
-sock.close()
-"""
-
-
-class LongSender:
-    """LONG_SENDER in a lab host's namespace, read in a thread."""
-
-    def __init__(self, host: str, seconds: float):
-        sink = str(lab.DEFAULT_SUBNET).rsplit(".", 1)[0] + f".{lab.HUB_OFFSET}"
-        self.process = subprocess.Popen(
-            ["ip", "netns", "exec", host, sys.executable, "-c", LONG_SENDER, sink, str(lab.TRAFFIC_PORT),
-             str(seconds)], stdout=subprocess.PIPE, text=True)
-        self.reports: list[dict] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.reports.append(json.loads(line))
-
-    def acked_after(self, moment: float) -> int:
-        """Bytes acknowledged between MOMENT and the connection's end."""
-        later = [report["acked"] for report in self.reports if report["time"] >= moment]
-        earlier = [report["acked"] for report in self.reports if report["time"] < moment]
-        return (later[-1] - earlier[-1]) if later and earlier else 0
-
-    def finish(self) -> None:
-        try:
-            self.process.wait(timeout=60)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self.reader.join(timeout=5)
 
 
 class RegistryWatch:
@@ -231,7 +180,7 @@ def test_one_ssh_command_per_call_and_the_host_side_travels_with_it(fleet, tmp_p
     commands = []
     real_exec = fleet_module.Session._exec
     monkeypatch.setattr(fleet_module.Session, "_exec",
-                        lambda self, command, data: commands.append(command) or real_exec(self, command, data))
+                        lambda self, command, *rest: commands.append(command) or real_exec(self, command, *rest))
     session = fleet_module.Session(target)
     try:
         (facts,) = session.call([{"op": "facts"}])  # a host that has never seen ccrollout

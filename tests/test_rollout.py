@@ -120,7 +120,8 @@ def test_unreachable_host_stops_before_any_change(fleet, journal_home, tmp_path)
 
 
 def test_without_traffic_a_canary_does_not_pass(fleet, journal_home, tmp_path):
-    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", baseline="1s", settle="0s", bake="2s")
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", baseline="1s", settle="0s", bake="3s",
+                      interval="1s")
     lab.traffic_stop()
     try:
         applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
@@ -253,6 +254,29 @@ def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_hom
         assert ccrollout(journal_home, "status", "-i", fleet).returncode == 0
         assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"
     finally:
+        roll_back_every_rollout(journal_home, fleet)
+    assert all(default_of(host) == "reno" for host in HOSTS)
+    assert_gone("ccr_reno")
+
+
+def test_a_second_apply_on_the_same_hosts_is_refused_while_one_runs(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", bake="6s")
+    first = subprocess.Popen([sys.executable, "-m", "ccrollout.cli", "apply", "-i", fleet, str(plan)], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "CCROLLOUT_HOME": str(journal_home)})
+    try:
+        for line in first.stdout:
+            if line.startswith("stage 1/1"):
+                break
+        second = ccrollout(journal_home, "apply", "-i", fleet, "--limit", "lab2", str(plan))
+        assert second.returncode == 6, second.stderr + second.stdout
+        assert "another rollout holds these hosts; nothing was changed" in second.stderr
+        assert "lab2: held by rollout" in second.stderr and "runs as pid" in second.stderr
+        assert first.wait(timeout=120) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
         roll_back_every_rollout(journal_home, fleet)
     assert all(default_of(host) == "reno" for host in HOSTS)
     assert_gone("ccr_reno")

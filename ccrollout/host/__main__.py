@@ -3,6 +3,7 @@
 Request:  {"state_dir": "...", "actions": [{"op": "facts"}, {"op": "install", ...}, ...]}
 Answer:   {"results": [{"op": ..., "ok": true, "changed": ..., "seconds": ..., ...}, ...]}
 Actions run in order; the first failure stops the batch and is the last result.
+Long operations (trace) may write lines {"progress": {...}} before the answer.
 """
 
 import json
@@ -13,10 +14,35 @@ import traceback
 from . import actions, facts
 
 
+def _emit(progress: dict) -> None:
+    """A progress line ahead of the answer, for operations that report as they go."""
+    sys.stdout.write(json.dumps({"progress": progress}) + "\n")
+    sys.stdout.flush()
+
+
+def _trace(action: dict) -> dict:
+    from . import tracer  # bcc is only needed here
+    try:
+        return {"changed": False, **tracer.trace_for(float(action["seconds"]), float(action["interval"]),
+                                                     int(action.get("top", 5)), _emit)}
+    except tracer.TracerError as exc:
+        raise actions.ActionError(f"cannot trace here: {exc}") from None
+
+
+def _tracer_status() -> dict:
+    from . import tracer
+    return tracer.bcc_status()
+
+
 def _run_one(state_dir: str, action: dict) -> dict:
     op = action.get("op")
     if op == "facts":
-        return {"changed": False, "facts": facts.summary(state_dir)}
+        summary = facts.summary(state_dir)
+        if action.get("tracer"):  # importing bcc costs a fifth of a second: only when asked
+            summary["tracer"] = _tracer_status()
+        return {"changed": False, "facts": summary}
+    if op == "trace":
+        return _trace(action)
     if op == "counters":
         return {"changed": False, **actions.counters()}
     if op == "drift":
