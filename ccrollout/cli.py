@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import threading
 
@@ -44,6 +45,16 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--from-hosts", action="store_true",
                           help="undo what each host's own record says ccrollout changed there "
                                "(when the journal is lost); takes no ROLLOUT")
+
+    resume = commands.add_parser("resume", help="carry on a rollout whose controller died")
+    fleet_options(resume)
+    resume.add_argument("rollout", nargs="?", metavar="ROLLOUT")
+
+    for decision, text in (("promote", "let a paused rollout go on to its next stage"),
+                           ("abort", "roll back a paused rollout")):
+        gate = commands.add_parser(decision, help=text)
+        gate.add_argument("--journal", metavar="PATH", help="the rollout journal (SQLite)")
+        gate.add_argument("rollout", nargs="?", metavar="ROLLOUT")
 
     check = commands.add_parser("check", help="validate a plan without touching any host")
     check.add_argument("-i", "--inventory", action="append", metavar="INVENTORY")
@@ -158,14 +169,70 @@ def cmd_rollback(args) -> int:
             raise UserError("rollback --from-hosts undoes every host's own record; it takes no ROLLOUT",
                             errors.EXIT_USAGE)
         return _rollback_from_hosts(args, inventory, journal)
-    rollout_id = args.rollout or journal.last_rollout()
-    if rollout_id is None or journal.rollout(rollout_id) is None:
-        raise InvalidInput(f"no rollout {rollout_id!r} in the journal {journal.path}" if rollout_id
-                           else f"the journal {journal.path} holds no rollout")
+    rollout_id = _named_rollout(journal, args.rollout)["id"]
+    controller = journal.controller(rollout_id)
+    if controller and controller[2] and controller[1] != os.getpid() and \
+            journal.rollout(rollout_id)["status"] in ("running", "paused"):
+        raise UserError(f"rollout {rollout_id} is still carried out by its controller (pid {controller[1]} on "
+                        f"{controller[0]}): stop it, or `ccrollout abort {rollout_id}` when it is paused",
+                        errors.EXIT_NEEDS_ATTENTION)
     hosts = _select_hosts(inventory, "all", args.limit)
     runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
     try:
         result = runner.rollback(rollout_id, {host.name for host in hosts} if args.limit else None)
+    finally:
+        runner.close()
+    _report(args, result)
+    return result.exit_code
+
+
+def _named_rollout(journal, rollout_id: str | None) -> dict:
+    rollout_id = rollout_id or journal.last_rollout()
+    recorded = journal.rollout(rollout_id) if rollout_id else None
+    if recorded is None:
+        raise InvalidInput(f"no rollout {rollout_id!r} in the journal {journal.path}" if rollout_id
+                           else f"the journal {journal.path} holds no rollout")
+    return recorded
+
+
+def cmd_gate(args) -> int:
+    import getpass
+    journal = _journal(args.journal)
+    recorded = _named_rollout(journal, args.rollout)
+    if recorded["status"] != "paused":
+        raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}, not paused")
+    controller = journal.controller(recorded["id"])
+    if controller and not controller[2]:
+        raise UserError(f"rollout {recorded['id']} is paused but its controller (pid {controller[1]}) is gone: "
+                        f"`ccrollout resume {recorded['id']}` or `ccrollout rollback {recorded['id']}`",
+                        errors.EXIT_NEEDS_ATTENTION)
+    journal.event(recorded["id"], None, args.command, {"by": getpass.getuser()})
+    print(f"rollout {recorded['id']}: {args.command} sent; its controller "
+          + ("goes on to the next stage" if args.command == "promote" else "rolls it back"))
+    return errors.EXIT_OK
+
+
+def cmd_resume(args) -> int:
+    from .inventory import load_inventory
+    from .journal import HostsLocked
+    from .plan import load_plan
+    from .rollout import Runner
+    journal = _journal(args.journal)
+    recorded = _named_rollout(journal, args.rollout)
+    if recorded["status"] in ("completed", "rolled_back"):
+        raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}: nothing to resume")
+    controller = journal.controller(recorded["id"])
+    if controller and controller[2]:
+        raise HostsLocked(f"rollout {recorded['id']} still has its controller (pid {controller[1]} on "
+                          f"{controller[0]})")
+    plan = load_plan(recorded["plan"])
+    rollout = next((r for r in plan.rollouts if r.name == recorded["rollout"]), None)
+    if rollout is None:
+        raise InvalidInput(f"{recorded['plan']} no longer has a rollout named {recorded['rollout']!r}")
+    hosts = _select_hosts(load_inventory(args.inventory), rollout.hosts, args.limit)
+    runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
+    try:
+        result = runner.resume(recorded["id"], rollout)
     finally:
         runner.close()
     _report(args, result)
@@ -392,7 +459,8 @@ def _report(args, result) -> None:
 
 
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
-            "status": cmd_status, "trace": cmd_trace,
+            "status": cmd_status, "trace": cmd_trace, "resume": cmd_resume, "promote": cmd_gate,
+            "abort": cmd_gate,
             "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import EXIT_NEEDS_ATTENTION, UserError
 
 # A rollout in any other state (running, held, failed to roll back) keeps its hosts.
-_FINISHED = ("completed", "rolled_back")
+_FINISHED = ("completed", "rolled_back", "aborted")
 
 
 class HostsLocked(UserError):
@@ -142,6 +142,25 @@ class Journal:
                 state = f"its controller runs as pid {pid} on {controller}"
             lines.append(f"{', '.join(locked)}: held by rollout {rollout_id}; {state}")
         raise HostsLocked("another rollout holds these hosts; nothing was changed:\n  " + "\n  ".join(lines))
+
+    def set_status(self, rollout_id: str, status: str) -> None:
+        self._db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (status, rollout_id))
+
+    def controller(self, rollout_id: str) -> tuple[str, int, bool] | None:
+        """(machine, pid, alive as far as this machine can tell) of the controller holding the
+        rollout's hosts, or None when it holds none."""
+        row = self._db.execute("SELECT controller, pid FROM locks WHERE rollout_id = ? LIMIT 1",
+                               (rollout_id,)).fetchone()
+        if row is None:
+            return None
+        machine, pid = row
+        return machine, pid, machine != socket.gethostname() or _alive(pid)
+
+    def take_over(self, rollout_id: str, hosts) -> None:
+        """This controller carries on a rollout whose own controller died."""
+        self._db.executemany("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
+                             [(host, rollout_id, socket.gethostname(), os.getpid(), time.time())
+                              for host in hosts])
 
     def finish_rollout(self, rollout_id: str, status: str) -> None:
         self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?",

@@ -116,6 +116,7 @@ class Rollout:
     health: Health
     max_fail_percentage: float  # fraction: 0.1 for 10%
     on_failure: str  # "rollback" | "hold"
+    pause: bool = False  # wait for promote or abort after each passed stage but the last
     scope: Scope = Scope()
 
 
@@ -511,6 +512,7 @@ class _PlanReader:
                     entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
                     allow_number=True),
                 on_failure=entry.get("on_failure", _default("rollout", "on_failure")),
+                pause=entry.get("pause", _default("rollout", "pause")),
                 scope=Scope(default=entry.get("scope", {}).get("default", True),
                             routes=tuple(str(ipaddress.IPv4Network(prefix))
                                          for prefix in entry.get("scope", {}).get("routes", []))),

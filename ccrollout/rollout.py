@@ -6,15 +6,26 @@ touched when an earlier stage fails.
 """
 
 import base64
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 
 from . import build, canary, fleet, judge
-from .errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, EXIT_ROLLED_BACK, HostFailed
+from .errors import (EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, EXIT_ROLLED_BACK, HostFailed,
+                     InvalidInput)
 from .journal import Journal
 from .plan import stage_batches
 
 PHASES = ("gather", "push+load", "activate", "rollback")
+_OPERATOR_POLL_SECONDS = 0.5
+
+
+def crash_point(name: str) -> None:
+    """A test hook: die here as a controller killed by the OOM killer or a power cut would
+    (CCROLLOUT_TEST_CRASH_AT=NAME), so tests can show that the journal still names everything."""
+    if os.environ.get("CCROLLOUT_TEST_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -115,11 +126,19 @@ class Runner:
     # -- apply ---------------------------------------------------------------
 
     def apply(self, plan_path: str, rollout) -> Result:
+        built, hosts = self._prepare(rollout)
+        rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest, hosts)
+        self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
+        result = self._stages(rollout_id, rollout, built, hosts)
+        self.journal.finish_rollout(rollout_id, result.status)
+        return result
+
+    def _prepare(self, rollout) -> tuple[build.BuiltObject, list[str]]:
+        """Build the control and read every host; refuse before any change if one cannot take it."""
         algorithm = rollout.algorithm
         built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags))
         self.progress(f"built {built.name} {built.digest[:12]}{' (cached)' if built.cached else ''}")
         hosts = list(self.targets)
-
         failures = self._gather(hosts)
         if failures:
             for name, error in failures.items():
@@ -132,17 +151,37 @@ class Runner:
                 self.reports[name].status, self.reports[name].error = "refused", reason
             raise HostFailed("nothing was changed; these hosts cannot take a BPF congestion control:\n  "
                              + "\n  ".join(refusals.values()))
+        return built, hosts
 
-        rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest, hosts)
-        self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
-        result = self._stages(rollout_id, rollout, built, hosts)
+    def resume(self, rollout_id: str, rollout) -> Result:
+        """Carry on a rollout whose controller died: stages that passed stay passed; the stage
+        it died in is changed (again, idempotently) and baked in full; then the rest."""
+        recorded = self.journal.rollout(rollout_id)
+        built, hosts = self._prepare(rollout)
+        if built.digest != recorded["digest"]:
+            raise InvalidInput(f"rollout {rollout_id} put {recorded['algorithm']} {recorded['digest'][:12]} on "
+                               f"its hosts, but the plan now builds {built.digest[:12]}: roll it back instead")
+        passed = {event["stage"] for event in self.journal.events(rollout_id)
+                  if event["kind"] == "verdict" and event["data"]["outcome"] in (judge.PASS, "unchanged")}
+        done = 0
+        while done + 1 in passed:
+            done += 1
+        self.journal.take_over(rollout_id, hosts)
+        self.journal.set_status(rollout_id, "running")
+        self.progress(f"resuming rollout {rollout_id} after stage {done}")
+        result = self._stages(rollout_id, rollout, built, hosts, resume_after=done)
         self.journal.finish_rollout(rollout_id, result.status)
         return result
 
-    def _stages(self, rollout_id: str, rollout, built: build.BuiltObject, hosts: list[str]) -> Result:
+    def _stages(self, rollout_id: str, rollout, built: build.BuiltObject, hosts: list[str],
+                resume_after: int | None = None) -> Result:
+        """The stages in order; when resuming, the first RESUME_AFTER passed before."""
         limits, changed, verdicts = _limits(rollout), [], []
         batches = stage_batches(rollout.stages, hosts)
         for stage, batch in enumerate(batches, start=1):
+            if resume_after is not None and stage <= resume_after:  # passed before the controller died
+                changed.extend(batch)
+                continue
             later = [name for name in hosts if name not in changed and name not in batch]
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
@@ -159,9 +198,14 @@ class Runner:
                 headline = error.splitlines()[0] + ("; rolled back" if undone else "; rollback incomplete")
                 return Result(rollout_id, status, EXIT_HOST_FAILED if undone else EXIT_NEEDS_ATTENTION,
                               headline, self.reports, verdicts)
-            if all(self.reports[name].status == "ok" for name in batch):
+            unchanged = all(self.reports[name].status == "ok" for name in batch)
+            # A resumed stage was changed by the dead controller and never judged: bake it anyway.
+            resumed_here = resume_after is not None and stage == resume_after + 1
+            if unchanged and not resumed_here:
                 self.progress("  nothing changed: no bake needed")
-                verdicts.append({"stage": stage, "hosts": batch, "outcome": "unchanged", "reasons": []})
+                record = {"stage": stage, "hosts": batch, "outcome": "unchanged", "reasons": []}
+                verdicts.append(record)
+                self.journal.event(rollout_id, stage, "verdict", record)
                 continue
             upgraded_too = self._sharing_an_upgrade(batch, later)
             if upgraded_too:
@@ -179,6 +223,14 @@ class Runner:
             for reason in verdict.reasons:
                 self.progress(f"  {reason}")
             self.progress(f"  verdict: {verdict.outcome}")
+            crash_point("after-verdict")
+            if verdict.passed and rollout.pause and stage < len(batches):
+                if self._wait_for_operator(rollout_id, stage) == "abort":
+                    undone = self.roll_back_hosts(rollout_id, changed)
+                    return Result(rollout_id, "aborted" if undone else "failed",
+                                  EXIT_ROLLED_BACK if undone else EXIT_NEEDS_ATTENTION,
+                                  f"aborted by the operator after stage {stage}"
+                                  + ("; rolled back" if undone else "; rollback incomplete"), self.reports, verdicts)
             if not verdict.passed:
                 message = f"stage {stage} did not pass ({verdict.outcome})"
                 if rollout.on_failure == "hold":
@@ -191,6 +243,21 @@ class Runner:
                               self.reports, verdicts)
         return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
                       self.reports, verdicts)
+
+    def _wait_for_operator(self, rollout_id: str, stage: int) -> str:
+        """The plan's manual gate: 'promote' or 'abort', as `ccrollout promote|abort` records it."""
+        seen = len(self.journal.events(rollout_id))
+        self.journal.set_status(rollout_id, "paused")
+        self.journal.event(rollout_id, stage, "paused", {})
+        self.progress(f"  paused after stage {stage}: `ccrollout promote {rollout_id}` goes on, "
+                      f"`ccrollout abort {rollout_id}` rolls back")
+        while True:
+            for event in self.journal.events(rollout_id)[seen:]:
+                if event["kind"] in ("promote", "abort"):
+                    self.journal.set_status(rollout_id, "running")
+                    self.progress(f"  {event['kind']}d by {event['data'].get('by', 'an operator')}")
+                    return event["kind"]
+            time.sleep(_OPERATOR_POLL_SECONDS)
 
     def check(self, rollout, show_diff: bool = False) -> Result:
         """What apply would change on each host, changing nothing (Ansible's check mode)."""
@@ -309,6 +376,7 @@ class Runner:
                     self.reports[name].status = "ok"
             if first_error:
                 return first_error
+            crash_point(f"after-{phase}")
         for name in batch:
             self.progress(f"  {name}: {self.reports[name].status}")
         return None
@@ -334,6 +402,7 @@ class Runner:
                                   "restore": change.previous_default}])
 
         outcomes = self._phase("rollback", [h for h in by_host if h in self.targets], deactivate)
+        crash_point("mid-rollback")  # the hosts are undone, the journal does not know yet
         all_undone = not missing
         for name, outcome in outcomes.items():
             error = _check_results(outcome)
