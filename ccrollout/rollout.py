@@ -185,64 +185,94 @@ class Runner:
             later = [name for name in hosts if name not in changed and name not in batch]
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
-            baselines = {}
-            if not all(self._already_in_place(name, built, rollout) for name in batch):
-                baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
-                                                    rollout.baseline_seconds, rollout.interval_seconds,
-                                                    self.forks)
-            error = self._change(rollout_id, stage, built, rollout, batch, changed)
-            if error:
-                self.progress(f"  {error}")
-                undone = self.roll_back_hosts(rollout_id, changed)
-                status = "rolled_back" if undone else "failed"
-                headline = error.splitlines()[0] + ("; rolled back" if undone else "; rollback incomplete")
-                return Result(rollout_id, status, EXIT_HOST_FAILED if undone else EXIT_NEEDS_ATTENTION,
-                              headline, self.reports, verdicts)
-            unchanged = all(self.reports[name].status == "ok" for name in batch)
-            # A resumed stage was changed by the dead controller and never judged: bake it anyway.
-            resumed_here = resume_after is not None and stage == resume_after + 1
-            if unchanged and not resumed_here:
-                self.progress("  nothing changed: no bake needed")
-                record = {"stage": stage, "hosts": batch, "outcome": "unchanged", "reasons": []}
-                verdicts.append(record)
-                self.journal.event(rollout_id, stage, "verdict", record)
-                continue
-            upgraded_too = self._sharing_an_upgrade(batch, later)
-            if upgraded_too:
-                self.progress(f"  {', '.join(upgraded_too)} share a kernel with this stage and run the new "
-                              "version too: they no longer count as control hosts")
-                later = [name for name in later if name not in upgraded_too]
-            if rollout.settle_seconds > 0:
-                time.sleep(rollout.settle_seconds)  # let connections opened before the change finish
-            verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
-                                  baselines, limits, rollout.bake_seconds, rollout.interval_seconds,
-                                  self.forks, self.progress)
-            record = {"stage": stage, "hosts": batch, "outcome": verdict.outcome, "reasons": list(verdict.reasons)}
-            verdicts.append(record)
-            self.journal.event(rollout_id, stage, "verdict", record)
-            for reason in verdict.reasons:
-                self.progress(f"  {reason}")
-            self.progress(f"  verdict: {verdict.outcome}")
-            crash_point("after-verdict")
-            if verdict.passed and rollout.pause and stage < len(batches):
-                if self._wait_for_operator(rollout_id, stage) == "abort":
-                    undone = self.roll_back_hosts(rollout_id, changed)
-                    return Result(rollout_id, "aborted" if undone else "failed",
-                                  EXIT_ROLLED_BACK if undone else EXIT_NEEDS_ATTENTION,
-                                  f"aborted by the operator after stage {stage}"
-                                  + ("; rolled back" if undone else "; rollback incomplete"), self.reports, verdicts)
-            if not verdict.passed:
-                message = f"stage {stage} did not pass ({verdict.outcome})"
-                if rollout.on_failure == "hold":
-                    return Result(rollout_id, "held", EXIT_NEEDS_ATTENTION,
-                                  message + "; holding as the plan says", self.reports, verdicts)
-                undone = self.roll_back_hosts(rollout_id, changed)
-                return Result(rollout_id, "rolled_back" if undone else "failed",
-                              EXIT_ROLLED_BACK if undone else EXIT_NEEDS_ATTENTION,
-                              message + ("; rolled back" if undone else "; rollback incomplete"),
-                              self.reports, verdicts)
+            self._start_watchers(batch, rollout)
+            try:
+                result = self._stage(rollout_id, rollout, built, stage, batch, later, changed, verdicts, limits,
+                                     last=stage == len(batches),
+                                     resumed=resume_after is not None and stage == resume_after + 1)
+            finally:
+                self._stop_watchers(batch)
+            if result is not None:
+                return result
         return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
                       self.reports, verdicts)
+
+    def _stage(self, rollout_id: str, rollout, built: build.BuiltObject, stage: int, batch: list[str],
+               later: list[str], changed: list[str], verdicts: list[dict], limits: judge.Limits,
+               last: bool, resumed: bool) -> Result | None:
+        """One stage: baseline, change, settle, bake, judge; a Result when the rollout ends here."""
+        baselines = {}
+        if not all(self._already_in_place(name, built, rollout) for name in batch):
+            baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
+                                                rollout.baseline_seconds, rollout.interval_seconds,
+                                                self.forks)
+        error = self._change(rollout_id, stage, built, rollout, batch, changed)
+        if error:
+            self.progress(f"  {error}")
+            undone = self.roll_back_hosts(rollout_id, changed)
+            status = "rolled_back" if undone else "failed"
+            headline = error.splitlines()[0] + ("; rolled back" if undone else "; rollback incomplete")
+            return Result(rollout_id, status, EXIT_HOST_FAILED if undone else EXIT_NEEDS_ATTENTION,
+                          headline, self.reports, verdicts)
+        unchanged = all(self.reports[name].status == "ok" for name in batch)
+        # A resumed stage was changed by the dead controller and never judged: bake it anyway.
+        if unchanged and not resumed:
+            self.progress("  nothing changed: no bake needed")
+            record = {"stage": stage, "hosts": batch, "outcome": "unchanged", "reasons": []}
+            verdicts.append(record)
+            self.journal.event(rollout_id, stage, "verdict", record)
+            return None
+        upgraded_too = self._sharing_an_upgrade(batch, later)
+        if upgraded_too:
+            self.progress(f"  {', '.join(upgraded_too)} share a kernel with this stage and run the new "
+                          "version too: they no longer count as control hosts")
+            later = [name for name in later if name not in upgraded_too]
+        if rollout.settle_seconds > 0:
+            time.sleep(rollout.settle_seconds)  # let connections opened before the change finish
+        verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
+                              baselines, limits, rollout.bake_seconds, rollout.interval_seconds,
+                              self.forks, self.progress, new_control=built.name)
+        record = {"stage": stage, "hosts": batch, "outcome": verdict.outcome, "reasons": list(verdict.reasons)}
+        verdicts.append(record)
+        self.journal.event(rollout_id, stage, "verdict", record)
+        for reason in verdict.reasons:
+            self.progress(f"  {reason}")
+        self.progress(f"  verdict: {verdict.outcome}")
+        crash_point("after-verdict")
+        if verdict.passed and rollout.pause and not last:
+            if self._wait_for_operator(rollout_id, stage) == "abort":
+                undone = self.roll_back_hosts(rollout_id, changed)
+                return Result(rollout_id, "aborted" if undone else "failed",
+                              EXIT_ROLLED_BACK if undone else EXIT_NEEDS_ATTENTION,
+                              f"aborted by the operator after stage {stage}"
+                              + ("; rolled back" if undone else "; rollback incomplete"), self.reports, verdicts)
+        if not verdict.passed:
+            message = f"stage {stage} did not pass ({verdict.outcome})"
+            if rollout.on_failure == "hold":
+                return Result(rollout_id, "held", EXIT_NEEDS_ATTENTION,
+                              message + "; holding as the plan says", self.reports, verdicts)
+            undone = self.roll_back_hosts(rollout_id, changed)
+            return Result(rollout_id, "rolled_back" if undone else "failed",
+                          EXIT_ROLLED_BACK if undone else EXIT_NEEDS_ATTENTION,
+                          message + ("; rolled back" if undone else "; rollback incomplete"),
+                          self.reports, verdicts)
+        return None
+
+    def _start_watchers(self, batch: list[str], rollout) -> None:
+        """Per-control figures for the stage's hosts (host/watch.py), for as long as the stage
+        can last; a host that cannot run the watcher is judged on host-wide counters."""
+        health = rollout.health
+        lifetime = (rollout.baseline_seconds + rollout.settle_seconds + rollout.bake_seconds
+                    + health.max_extend_seconds + 60)
+        outcomes = fleet.fan_out({n: self.session(n) for n in batch},
+                                 lambda s: s.call([{"op": "watch_start", "lifetime": lifetime}]), self.forks)
+        for name, outcome in outcomes.items():
+            error = _check_results(outcome)
+            if error:
+                self.progress(f"  {name}: host-wide counters only ({error})")
+
+    def _stop_watchers(self, batch: list[str]) -> None:
+        fleet.fan_out({n: self.session(n) for n in batch}, lambda s: s.call([{"op": "watch_stop"}]), self.forks)
 
     def _wait_for_operator(self, rollout_id: str, stage: int) -> str:
         """The plan's manual gate: 'promote' or 'abort', as `ccrollout promote|abort` records it."""

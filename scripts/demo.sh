@@ -32,6 +32,11 @@ echo "exit code $status"
 [ "$status" = 0 ] || exit 1
 "$ccrollout" facts -i "$inventory" lab
 
+step "ccrollout trace lab1:lab2 --duration 4s   (lab1 drops 3 % of its packets: which connections retransmit?)"
+"$ccrollout" lab impair lab1 --loss 3% >/dev/null || exit 1
+"$ccrollout" trace -i "$inventory" lab1:lab2 --duration 4s --top 2
+"$ccrollout" lab impair lab1 --clear >/dev/null || exit 1
+
 step "ccrollout rollback   (undo it by hand)"
 "$ccrollout" rollback -i "$inventory" || exit 1
 "$ccrollout" facts -i "$inventory" lab

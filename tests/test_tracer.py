@@ -344,7 +344,7 @@ def test_sockdiag_in_a_namespace_without_sockets():
 # ---------------------------------------------------------------- attribution, without the kernel
 
 def socket_entry(sport: int, state: str = "ESTABLISHED", congestion: str | None = "cubic") -> sockdiag.TcpSocket:
-    return sockdiag.TcpSocket("ipv4", state, "10.198.0.101", sport, "10.198.0.110", 5311, sport * 10, congestion,
+    return sockdiag.TcpSocket("ipv4", state, "10.198.0.101", sport, "10.198.0.110", 5311, sport * 10, sport, congestion,
                               0, 0, 0, 0, 0, 0, 10, 100)
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from . import actions, facts
+from . import actions, facts, sockdiag, watch
 
 
 def _emit(progress: dict) -> None:
@@ -34,6 +34,17 @@ def _tracer_status() -> dict:
     return tracer.bcc_status()
 
 
+def _watch(state_dir: str, op: str, action: dict) -> dict:
+    try:
+        if op == "watch_start":
+            return watch.start(state_dir, float(action["lifetime"]))
+        if op == "watch_run":
+            return watch.run(state_dir, float(action["lifetime"]))
+        return watch.stop(state_dir)
+    except sockdiag.SockDiagError as exc:
+        raise actions.ActionError(str(exc)) from None
+
+
 def _run_one(state_dir: str, action: dict) -> dict:
     op = action.get("op")
     if op == "facts":
@@ -44,7 +55,12 @@ def _run_one(state_dir: str, action: dict) -> dict:
     if op == "trace":
         return _trace(action)
     if op == "counters":
-        return {"changed": False, **actions.counters()}
+        ledger = watch.read(state_dir)
+        return {"changed": False, **actions.counters(),
+                "by_control": ledger and {name: {"sent": sent, "retransmitted": retransmitted}
+                                          for name, (sent, retransmitted) in ledger["totals"].items()}}
+    if op in ("watch_start", "watch_run", "watch_stop"):
+        return _watch(state_dir, op, action)
     if op == "drift":
         return actions.drift(state_dir)
     if op == "install":

@@ -1,0 +1,96 @@
+"""A short-lived watcher on a host: keeps the per-control ledger (ledger.py) for the length
+of a canary stage, so that connections that open and close between two of the controller's
+samples still count. It runs detached from the SSH command that starts it, ends by itself
+after its lifetime (a controller that dies cannot leave it running), and writes its totals
+to STATE_DIR/ledger.json, which the `counters` action reads."""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+from . import layout, sockdiag
+from .ledger import Ledger
+
+TICK_SECONDS = 0.25
+_START_WAIT_SECONDS = 3.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _write(path: str, content: dict) -> None:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(content, handle)
+    os.replace(path + ".tmp", path)
+
+
+def read(state_dir: str) -> dict | None:
+    """The running watcher's latest totals, or None when none runs."""
+    try:
+        with open(layout.ledger_file(state_dir)) as handle:
+            content = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not _alive(content.get("pid", 0)) or time.time() - content.get("time", 0) > 10 * TICK_SECONDS:
+        return None
+    return content
+
+
+def run(state_dir: str, lifetime: float) -> dict:
+    """The watcher itself: read closing sockets and the socket table every tick until LIFETIME."""
+    stop_file = layout.ledger_file(state_dir) + ".stop"
+    if os.path.exists(stop_file):
+        os.unlink(stop_file)
+    ledger, overflowed = Ledger(), 0
+    deadline = time.monotonic() + lifetime
+    with sockdiag.destroyed_tcp_sockets_channel() as channel:
+        while time.monotonic() < deadline and not os.path.exists(stop_file):
+            destroyed, dropped = sockdiag.read_destroyed(channel)
+            overflowed += dropped
+            ledger.closed(destroyed)  # before the table: their last reads are still remembered
+            ledger.read(sockdiag.tcp_sockets())
+            _write(layout.ledger_file(state_dir), {"pid": os.getpid(), "time": time.time(),
+                                                    "totals": ledger.totals, "overflowed": overflowed})
+            select.select([channel], [], [], TICK_SECONDS)
+    with_stop = os.path.exists(stop_file)
+    for path in (layout.ledger_file(state_dir), stop_file):
+        if os.path.exists(path):
+            os.unlink(path)
+    return {"changed": False, "stopped": with_stop}
+
+
+def start(state_dir: str, lifetime: float) -> dict:
+    """Start a watcher for LIFETIME seconds unless one runs; returns once it has written."""
+    if read(state_dir):
+        return {"changed": False, "started": False}
+    os.makedirs(state_dir, exist_ok=True)
+    request = {"state_dir": state_dir, "actions": [{"op": "watch_run", "lifetime": lifetime}]}
+    # sys.argv[0] is this very host side (the zip the bootstrap runs), started again detached.
+    child = subprocess.Popen([sys.executable, sys.argv[0]], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    child.stdin.write(json.dumps(request).encode())
+    child.stdin.close()
+    deadline = time.monotonic() + _START_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        current = read(state_dir)
+        if current and current["pid"] == child.pid:
+            return {"changed": False, "started": True, "pid": child.pid}
+        if child.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise sockdiag.SockDiagError("the socket watcher did not start (it needs CAP_NET_ADMIN)")
+
+
+def stop(state_dir: str) -> dict:
+    current = read(state_dir)
+    if current:
+        open(layout.ledger_file(state_dir) + ".stop", "w").close()
+    return {"changed": False, "stopped": bool(current)}
