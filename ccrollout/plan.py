@@ -91,6 +91,7 @@ class Health:
     max_extend_seconds: float = 0.0
     min_intervals: int = 3
     significance: float = 0.05
+    source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace
 
 
 @dataclass(frozen=True)
@@ -507,6 +508,7 @@ class _PlanReader:
                     max_extend_seconds=units.parse_duration(health["max_extend"]),
                     min_intervals=int(health["min_intervals"]),
                     significance=float(health["significance"]),
+                    source=health["source"],
                 ),
                 max_fail_percentage=units.parse_percent(
                     entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),

@@ -264,12 +264,16 @@ class Runner:
         health = rollout.health
         lifetime = (rollout.baseline_seconds + rollout.settle_seconds + rollout.bake_seconds
                     + health.max_extend_seconds + 60)
-        outcomes = fleet.fan_out({n: self.session(n) for n in batch},
-                                 lambda s: s.call([{"op": "watch_start", "lifetime": lifetime}]), self.forks)
+        action = {"op": "watch_start", "lifetime": lifetime, "source": health.source}
+        outcomes = fleet.fan_out({n: self.session(n) for n in batch}, lambda s: s.call([action]), self.forks)
         for name, outcome in outcomes.items():
             error = _check_results(outcome)
             if error:
                 self.progress(f"  {name}: host-wide counters only ({error})")
+            elif outcome.value[-1].get("note"):
+                self.progress(f"  {name}: {outcome.value[-1]['note']}")
+            elif outcome.value[-1].get("source") == "trace":
+                self.progress(f"  {name}: retransmissions from the tracer")
 
     def _stop_watchers(self, batch: list[str]) -> None:
         fleet.fan_out({n: self.session(n) for n in batch}, lambda s: s.call([{"op": "watch_stop"}]), self.forks)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ccrollout import lab
-from labkit import REPO, LongSender, ccrollout
+from labkit import LAB_HEALTH, REPO, LongSender, assert_gone, ccrollout, roll_back_every_rollout, write_plan
 
 pytestmark = pytest.mark.lab
 
@@ -83,3 +83,36 @@ def test_an_interrupted_trace_detaches_its_probes(fleet, journal_home):
             process.kill()
             process.wait()
     assert wait_for_no_probes(5) == []
+
+
+def test_a_plan_whose_health_source_is_the_tracer_is_judged_on_its_figures(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_broken", "fixtures/ccr_broken.bpf.c", stages=[1, "100%"], baseline="2s",
+                      settle="0s", bake="6s", health={**LAB_HEALTH, "source": "trace"})
+    applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
+    assert applied.returncode == 1, applied.stderr + applied.stdout
+    assert "lab1: retransmissions from the tracer" in applied.stderr
+    (verdict,) = json.loads(applied.stdout)["verdicts"]
+    # The tracer counts retransmitted packets, which may carry several segments each, so its
+    # ratio is lower than tcp_info's (12.7 % in one run where tcp_info gives 23-32 %): still far above.
+    assert verdict["outcome"] == "fail" and any("points above the control hosts" in r for r in verdict["reasons"])
+    assert wait_for_no_probes(3) == []  # the watcher took its probe with it
+    assert_gone("ccr_broken")
+
+
+def test_without_bcc_the_tracer_source_falls_back_with_a_note(fleet, journal_home, tmp_path):
+    bare = tmp_path / "bare"  # the host's python, without the system's site packages: no bcc
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(bare)], check=True)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(open(fleet).read().replace("ansible_python_interpreter=/usr/bin/python3",
+                                                    f"ansible_python_interpreter={bare}/bin/python3"))
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", settle="0s",
+                      bake="6s", health={**LAB_HEALTH, "max_increase": "18%", "source": "trace"})
+    try:
+        applied = ccrollout(journal_home, "apply", "-i", str(inventory), str(plan))
+        assert applied.returncode == 0, applied.stderr + applied.stdout
+        assert "lab1: the tracer cannot run here (bcc does not import" in applied.stdout
+        assert "retransmissions come from tcp_info" in applied.stdout
+        assert "Traceback" not in applied.stdout + applied.stderr
+    finally:
+        roll_back_every_rollout(journal_home, fleet)
+    assert_gone("ccr_reno")

@@ -37,9 +37,9 @@ def _tracer_status() -> dict:
 def _watch(state_dir: str, op: str, action: dict) -> dict:
     try:
         if op == "watch_start":
-            return watch.start(state_dir, float(action["lifetime"]))
+            return watch.start(state_dir, float(action["lifetime"]), action.get("source", "sockets"))
         if op == "watch_run":
-            return watch.run(state_dir, float(action["lifetime"]))
+            return watch.run(state_dir, float(action["lifetime"]), action.get("source", "sockets"))
         return watch.stop(state_dir)
     except sockdiag.SockDiagError as exc:
         raise actions.ActionError(str(exc)) from None

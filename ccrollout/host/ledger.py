@@ -19,7 +19,10 @@ _FORGET_AFTER_READS = 20
 
 
 class Ledger:
-    def __init__(self):
+    def __init__(self, count_retransmits: bool = True):
+        # False when a tracer counts the retransmissions (see traced()); tcp_info still counts
+        # the segments sent.
+        self.count_retransmits = count_retransmits
         self.totals: dict[str, list[int]] = {}   # control -> [segments sent, retransmitted]
         self._last: dict[int, tuple[str, int, int]] = {}  # socket cookie -> (control, sent, retransmitted)
         self._seen_at: dict[int, int] = {}                # socket cookie -> the read that last saw it
@@ -28,7 +31,12 @@ class Ledger:
     def _add(self, control: str, sent: int, retransmitted: int) -> None:
         total = self.totals.setdefault(control, [0, 0])
         total[0] += max(0, sent)
-        total[1] += max(0, retransmitted)
+        total[1] += max(0, retransmitted) if self.count_retransmits else 0
+
+    def traced(self, retransmits_by_control: dict[str, int]) -> None:
+        """Retransmissions a tracer attributed to each control since its last read."""
+        for control, count in retransmits_by_control.items():
+            self.totals.setdefault(control, [0, 0])[1] += count
 
     def read(self, sockets) -> None:
         """One read of the socket table: count each connection's growth since the last one."""

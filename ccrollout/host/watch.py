@@ -16,6 +16,7 @@ from .ledger import Ledger
 
 TICK_SECONDS = 0.25
 _START_WAIT_SECONDS = 3.0
+_TRACER_START_WAIT_SECONDS = 30.0
 
 
 def _alive(pid: int) -> bool:
@@ -44,22 +45,44 @@ def read(state_dir: str) -> dict | None:
     return content
 
 
-def run(state_dir: str, lifetime: float) -> dict:
-    """The watcher itself: read closing sockets and the socket table every tick until LIFETIME."""
+def _tracer_or_note(source: str):
+    """(a started tracer, None) when SOURCE is trace and bcc works here; else (None, why not)."""
+    if source != "trace":
+        return None, None
+    from . import tracer  # bcc is needed only here
+    try:
+        retransmits = tracer.RetransTracer()
+        retransmits.start()
+        return retransmits, None
+    except tracer.TracerError as exc:
+        return None, f"the tracer cannot run here ({exc}); retransmissions come from tcp_info"
+
+
+def run(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
+    """The watcher itself: read closing sockets and the socket table every tick until LIFETIME;
+    with SOURCE trace, retransmissions come from the bcc tracer instead of tcp_info."""
     stop_file = layout.ledger_file(state_dir) + ".stop"
     if os.path.exists(stop_file):
         os.unlink(stop_file)
-    ledger, overflowed = Ledger(), 0
     deadline = time.monotonic() + lifetime
-    with sockdiag.destroyed_tcp_sockets_channel() as channel:
-        while time.monotonic() < deadline and not os.path.exists(stop_file):
-            destroyed, dropped = sockdiag.read_destroyed(channel)
-            overflowed += dropped
-            ledger.closed(destroyed)  # before the table: their last reads are still remembered
-            ledger.read(sockdiag.tcp_sockets())
-            _write(layout.ledger_file(state_dir), {"pid": os.getpid(), "time": time.time(),
-                                                    "totals": ledger.totals, "overflowed": overflowed})
-            select.select([channel], [], [], TICK_SECONDS)
+    retransmits, note = _tracer_or_note(source)
+    ledger, overflowed = Ledger(count_retransmits=retransmits is None), 0
+    try:
+        with sockdiag.destroyed_tcp_sockets_channel() as channel:
+            while time.monotonic() < deadline and not os.path.exists(stop_file):
+                destroyed, dropped = sockdiag.read_destroyed(channel)
+                overflowed += dropped
+                ledger.closed(destroyed)  # before the table: their last reads are still remembered
+                ledger.read(sockdiag.tcp_sockets())
+                if retransmits:
+                    ledger.traced(retransmits.read_interval().by_congestion())
+                _write(layout.ledger_file(state_dir), {
+                    "pid": os.getpid(), "time": time.time(), "totals": ledger.totals, "overflowed": overflowed,
+                    "source": "trace" if retransmits else "sockets", "note": note})
+                select.select([channel], [], [], TICK_SECONDS)
+    finally:
+        if retransmits:
+            retransmits.stop()  # the probe goes with the watcher, whatever ends it
     with_stop = os.path.exists(stop_file)
     for path in (layout.ledger_file(state_dir), stop_file):
         if os.path.exists(path):
@@ -67,25 +90,30 @@ def run(state_dir: str, lifetime: float) -> dict:
     return {"changed": False, "stopped": with_stop}
 
 
-def start(state_dir: str, lifetime: float) -> dict:
+def start(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
     """Start a watcher for LIFETIME seconds unless one runs; returns once it has written."""
-    if read(state_dir):
-        return {"changed": False, "started": False}
+    current = read(state_dir)
+    if current:
+        return {"changed": False, "started": False, "source": current.get("source"), "note": current.get("note")}
     os.makedirs(state_dir, exist_ok=True)
-    request = {"state_dir": state_dir, "actions": [{"op": "watch_run", "lifetime": lifetime}]}
+    request = {"state_dir": state_dir, "actions": [{"op": "watch_run", "lifetime": lifetime, "source": source}]}
     # sys.argv[0] is this very host side (the zip the bootstrap runs), started again detached.
     child = subprocess.Popen([sys.executable, sys.argv[0]], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     child.stdin.write(json.dumps(request).encode())
     child.stdin.close()
-    deadline = time.monotonic() + _START_WAIT_SECONDS
+    # bcc compiles its probe first (and, once per host, builds a header tree): give it time.
+    deadline = time.monotonic() + (_TRACER_START_WAIT_SECONDS if source == "trace" else _START_WAIT_SECONDS)
     while time.monotonic() < deadline:
         current = read(state_dir)
         if current and current["pid"] == child.pid:
-            return {"changed": False, "started": True, "pid": child.pid}
+            return {"changed": False, "started": True, "pid": child.pid, "source": current["source"],
+                    "note": current["note"]}
         if child.poll() is not None:
             break
         time.sleep(0.05)
+    if child.poll() is None:
+        child.kill()
     raise sockdiag.SockDiagError("the socket watcher did not start (it needs CAP_NET_ADMIN)")
 
 
