@@ -420,6 +420,13 @@ def cmd_history(args) -> int:
         return errors.EXIT_OK
     for rollout in rollouts:
         print(f"{rollout['id']}  {rollout['status']:<12} {rollout['algorithm']:<16} {rollout['plan']}")
+        for event in journal.events(rollout["id"]):
+            if event["kind"] != "verdict":
+                continue
+            verdict = event["data"]
+            figures = ", ".join(f"{host} {f['retransmit_ratio'] * 100:.2f}% of {f['sent']}"
+                                for host, f in verdict.get("figures", {}).items())
+            print(f"    stage {verdict['stage']}: {verdict['outcome']:<12} {figures or ', '.join(verdict['hosts'])}")
     return errors.EXIT_OK
 
 

@@ -74,6 +74,20 @@ def _check_results(outcome: fleet.Outcome) -> str | None:
     return None
 
 
+def _figures(verdict: judge.Verdict) -> dict:
+    """Each judged host's figures, as history shows them."""
+    figures = {}
+    for host in verdict.hosts:
+        figures[host.host] = {"outcome": host.outcome, "retransmit_ratio": round(host.retransmit_ratio, 6),
+                              "sent": host.sent, "intervals": host.intervals}
+        for comparison in host.comparisons:
+            key = "baseline" if comparison.reference == judge.BASELINE else "control"
+            figures[host.host][key] = {
+                "median": round(comparison.reference_median, 6), "intervals": comparison.reference_intervals,
+                "p_value": None if comparison.p_value is None else round(comparison.p_value, 4)}
+    return figures
+
+
 def _undo_summary(result: dict) -> str:
     if result.get("reverted_to"):
         return f"back to version {result['reverted_to'][:12]} in place"
@@ -232,7 +246,8 @@ class Runner:
         verdict = canary.bake({n: self.session(n) for n in batch}, {n: self.session(n) for n in later},
                               baselines, limits, rollout.bake_seconds, rollout.interval_seconds,
                               self.forks, self.progress, new_control=built.name)
-        record = {"stage": stage, "hosts": batch, "outcome": verdict.outcome, "reasons": list(verdict.reasons)}
+        record = {"stage": stage, "hosts": batch, "outcome": verdict.outcome, "reasons": list(verdict.reasons),
+                  "source": rollout.health.source, "figures": _figures(verdict)}
         verdicts.append(record)
         self.journal.event(rollout_id, stage, "verdict", record)
         for reason in verdict.reasons:

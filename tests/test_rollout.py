@@ -63,6 +63,12 @@ def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home):
     assert verdict["hosts"] == ["lab1"] and verdict["outcome"] == "fail"
     assert any("above the ceiling" in reason for reason in verdict["reasons"])
     assert summary["hosts"]["lab1"]["status"] == "rolled back"
+    # history keeps the figures behind the verdict
+    (recorded,) = json.loads(ccrollout(journal_home, "history", "--json").stdout)[0]["verdicts"]
+    figures = recorded["figures"]["lab1"]
+    assert figures["outcome"] == "fail" and figures["retransmit_ratio"] > 0.15 and figures["sent"] > 0
+    assert figures["control"]["median"] < 0.05 and figures["control"]["intervals"] >= 3
+    assert "stage 1: fail" in ccrollout(journal_home, "history").stdout
     for host in ("lab2", "lab3"):
         assert summary["hosts"][host]["status"] == "untouched"
         assert set(summary["hosts"][host]["phases"]) == {"gather"}
