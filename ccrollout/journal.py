@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import EXIT_NEEDS_ATTENTION, UserError
 
 # A rollout in any other state (running, held, failed to roll back) keeps its hosts.
-_FINISHED = ("completed", "rolled_back", "aborted")
+_FINISHED = ("completed", "rolled_back", "aborted", "refused")
 
 
 class HostsLocked(UserError):

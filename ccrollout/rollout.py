@@ -8,17 +8,21 @@ touched when an earlier stage fails.
 import base64
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass, field
 
 from . import build, canary, fleet, judge
 from .errors import (EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, EXIT_ROLLED_BACK, HostFailed,
                      InvalidInput)
-from .journal import Journal
+from .journal import HostsLocked, Journal
 from .plan import stage_batches
 
 PHASES = ("gather", "push+load", "activate", "rollback")
 _OPERATOR_POLL_SECONDS = 0.5
+# How long a host stays claimed without hearing from the controller again: claims are renewed
+# at every stage and while paused, and a dead controller's claims run out by themselves.
+HOST_LEASE_SECONDS = 600.0
 
 
 def crash_point(name: str) -> None:
@@ -142,10 +146,29 @@ class Runner:
     def apply(self, plan_path: str, rollout) -> Result:
         built, hosts = self._prepare(rollout)
         rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest, hosts)
+        refused = self._claim(rollout_id, hosts)
+        if refused:
+            self.journal.finish_rollout(rollout_id, "refused")
+            self._release(rollout_id, hosts)
+            raise HostsLocked("another controller holds these hosts; nothing was changed:\n  "
+                              + "\n  ".join(refused.values()))
         self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
         result = self._stages(rollout_id, rollout, built, hosts)
         self.journal.finish_rollout(rollout_id, result.status)
+        if result.status in ("completed", "rolled_back", "aborted"):
+            self._release(rollout_id, hosts)
         return result
+
+    def _claim(self, rollout_id: str, hosts: list[str]) -> dict[str, str]:
+        """Claim (or renew the claim on) HOSTS for this rollout; the hosts another holds."""
+        action = {"op": "lock", "rollout": rollout_id, "lease": HOST_LEASE_SECONDS,
+                  "controller": f"{socket.gethostname()}:{os.getpid()}"}
+        outcomes = fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call([action]), self.forks)
+        return {name: error for name, outcome in outcomes.items() if (error := _check_results(outcome))}
+
+    def _release(self, rollout_id: str, hosts: list[str]) -> None:
+        action = {"op": "unlock", "rollout": rollout_id}
+        fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call([action]), self.forks)
 
     def _prepare(self, rollout) -> tuple[build.BuiltObject, list[str]]:
         """Build the control and read every host; refuse before any change if one cannot take it."""
@@ -181,10 +204,15 @@ class Runner:
         while done + 1 in passed:
             done += 1
         self.journal.take_over(rollout_id, hosts)
+        refused = self._claim(rollout_id, hosts)  # the dead controller's claims carry this rollout's id
+        if refused:
+            raise HostsLocked("another controller holds these hosts:\n  " + "\n  ".join(refused.values()))
         self.journal.set_status(rollout_id, "running")
         self.progress(f"resuming rollout {rollout_id} after stage {done}")
         result = self._stages(rollout_id, rollout, built, hosts, resume_after=done)
         self.journal.finish_rollout(rollout_id, result.status)
+        if result.status in ("completed", "rolled_back", "aborted"):
+            self._release(rollout_id, hosts)
         return result
 
     def _stages(self, rollout_id: str, rollout, built: build.BuiltObject, hosts: list[str],
@@ -199,6 +227,8 @@ class Runner:
             later = [name for name in hosts if name not in changed and name not in batch]
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
+            for name, error in self._claim(rollout_id, hosts).items():  # renews the lease
+                self.progress(f"  {name}: claim not renewed ({error})")
             self._start_watchers(batch, rollout)
             try:
                 result = self._stage(rollout_id, rollout, built, stage, batch, later, changed, verdicts, limits,
@@ -300,7 +330,11 @@ class Runner:
         self.journal.event(rollout_id, stage, "paused", {})
         self.progress(f"  paused after stage {stage}: `ccrollout promote {rollout_id}` goes on, "
                       f"`ccrollout abort {rollout_id}` rolls back")
+        renewed = time.monotonic()
         while True:
+            if time.monotonic() - renewed > HOST_LEASE_SECONDS / 10:
+                self._claim(rollout_id, list(self.targets))
+                renewed = time.monotonic()
             for event in self.journal.events(rollout_id)[seen:]:
                 if event["kind"] in ("promote", "abort"):
                     self.journal.set_status(rollout_id, "running")
@@ -479,6 +513,8 @@ class Runner:
         left = len(self.journal.changes(rollout_id, pending))
         status = "failed" if not undone else "partly_rolled_back" if left else "rolled_back"
         self.journal.finish_rollout(rollout_id, status)
+        if status == "rolled_back":
+            self._release(rollout_id, list(self.targets))  # a dead controller's claims too
         message = (f"rolled back {len(changes)} hosts in {time.monotonic() - started:.1f}s"
                    + (f"; {left} other hosts still carry this rollout" if left else "") if undone
                    else "some hosts could not be rolled back; run rollback again")

@@ -286,3 +286,29 @@ def test_a_second_apply_on_the_same_hosts_is_refused_while_one_runs(fleet, journ
         roll_back_every_rollout(journal_home, fleet)
     assert all(default_of(host) == "reno" for host in HOSTS)
     assert_gone("ccr_reno")
+
+
+def test_a_controller_with_another_journal_is_kept_out_by_the_hosts_own_claims(fleet, journal_home, tmp_path):
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", bake="6s")
+    first = subprocess.Popen([sys.executable, "-m", "ccrollout.cli", "apply", "-i", fleet, str(plan)], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, "CCROLLOUT_HOME": str(journal_home)})
+    other_home = tmp_path / "elsewhere"
+    try:
+        for line in first.stdout:
+            if line.startswith("stage 1/1"):
+                break
+        second = ccrollout(other_home, "apply", "-i", fleet, "--limit", "lab3", str(plan))
+        assert second.returncode == 6, second.stderr + second.stdout
+        assert "another controller holds these hosts; nothing was changed" in second.stderr
+        assert "lab3: locked by rollout" in second.stderr
+        assert json.loads(ccrollout(other_home, "history", "--json").stdout)[0]["status"] == "refused"
+        assert first.wait(timeout=120) == 0
+        assert all("lock" not in host_state(host) for host in HOSTS)  # released at the end
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        roll_back_every_rollout(journal_home, fleet)
+    assert all(default_of(host) == "reno" for host in HOSTS)
+    assert_gone("ccr_reno")

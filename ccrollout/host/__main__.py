@@ -70,6 +70,10 @@ def _run_one(state_dir: str, action: dict) -> dict:
                                 action.get("routes", ()), action.get("ecn", False))
     if op == "deactivate":
         return actions.deactivate(state_dir, action["name"], action.get("digest"), action.get("restore"))
+    if op == "lock":
+        return actions.lock(state_dir, action["rollout"], action["controller"], float(action["lease"]))
+    if op == "unlock":
+        return actions.unlock(state_dir, action["rollout"])
     if op == "withdraw_all":
         return actions.withdraw_all(state_dir)
     raise actions.ActionError(f"unknown action {op!r}")

@@ -502,5 +502,27 @@ def drift(state_dir: str) -> dict:
     return {"changed": False, "drift": problems, "managed": sorted(controls)}
 
 
+def lock(state_dir: str, rollout: str, controller: str, lease_seconds: float) -> dict:
+    """Claim this host for ROLLOUT until the lease runs out (renewed by claiming again). A
+    controller that dies cannot keep a host forever: its claim simply expires."""
+    state = read_state(state_dir)
+    held = state.get("lock")
+    now = time.time()
+    if held and held["rollout"] != rollout and held["expires"] > now:
+        raise ActionError(f"locked by rollout {held['rollout']} of {held['controller']} for "
+                          f"{held['expires'] - now:.0f}s more (the claim expires by itself)")
+    state["lock"] = {"rollout": rollout, "controller": controller, "expires": now + lease_seconds}
+    write_state(state_dir, state)
+    return {"changed": False, "renewed": bool(held and held["rollout"] == rollout)}
+
+
+def unlock(state_dir: str, rollout: str) -> dict:
+    state = read_state(state_dir)
+    if state.get("lock", {}).get("rollout") == rollout:
+        del state["lock"]
+        write_state(state_dir, state)
+    return {"changed": False}
+
+
 def counters() -> dict:
     return {"time": time.time(), "counters": facts.tcp_counters()}
