@@ -113,6 +113,7 @@ class Runner:
         self.reports = {name: HostReport(name) for name in self.targets}
         self.facts: dict[str, dict] = {}
         self._upgraded: dict[str, list[str]] = {}  # host -> other namespaces on its kernel, per upgrade
+        self._claimed_at = 0.0  # when this controller last claimed its hosts (see _claim)
 
     def close(self) -> None:
         for session in self.sessions.values():
@@ -153,10 +154,12 @@ class Runner:
             raise HostsLocked("another controller holds these hosts; nothing was changed:\n  "
                               + "\n  ".join(refused.values()))
         self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
-        result = self._stages(rollout_id, rollout, built, hosts)
+        return self._finish(rollout_id, hosts, self._stages(rollout_id, rollout, built, hosts))
+
+    def _finish(self, rollout_id: str, hosts: list[str], result: Result) -> Result:
         self.journal.finish_rollout(rollout_id, result.status)
         if result.status in ("completed", "rolled_back", "aborted"):
-            self._release(rollout_id, hosts)
+            self._release(rollout_id, hosts)  # held or failed rollouts keep them until rolled back
         return result
 
     def _claim(self, rollout_id: str, hosts: list[str]) -> dict[str, str]:
@@ -164,7 +167,13 @@ class Runner:
         action = {"op": "lock", "rollout": rollout_id, "lease": HOST_LEASE_SECONDS,
                   "controller": f"{socket.gethostname()}:{os.getpid()}"}
         outcomes = fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call([action]), self.forks)
+        self._claimed_at = time.monotonic()
         return {name: error for name, outcome in outcomes.items() if (error := _check_results(outcome))}
+
+    def _renew_claims(self, rollout_id: str, hosts: list[str]) -> None:
+        if time.monotonic() - self._claimed_at > HOST_LEASE_SECONDS / 10:
+            for name, error in self._claim(rollout_id, hosts).items():
+                self.progress(f"  {name}: claim not renewed ({error})")
 
     def _release(self, rollout_id: str, hosts: list[str]) -> None:
         action = {"op": "unlock", "rollout": rollout_id}
@@ -209,11 +218,7 @@ class Runner:
             raise HostsLocked("another controller holds these hosts:\n  " + "\n  ".join(refused.values()))
         self.journal.set_status(rollout_id, "running")
         self.progress(f"resuming rollout {rollout_id} after stage {done}")
-        result = self._stages(rollout_id, rollout, built, hosts, resume_after=done)
-        self.journal.finish_rollout(rollout_id, result.status)
-        if result.status in ("completed", "rolled_back", "aborted"):
-            self._release(rollout_id, hosts)
-        return result
+        return self._finish(rollout_id, hosts, self._stages(rollout_id, rollout, built, hosts, resume_after=done))
 
     def _stages(self, rollout_id: str, rollout, built: build.BuiltObject, hosts: list[str],
                 resume_after: int | None = None) -> Result:
@@ -227,8 +232,7 @@ class Runner:
             later = [name for name in hosts if name not in changed and name not in batch]
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
-            for name, error in self._claim(rollout_id, hosts).items():  # renews the lease
-                self.progress(f"  {name}: claim not renewed ({error})")
+            self._renew_claims(rollout_id, hosts)
             self._start_watchers(batch, rollout)
             try:
                 result = self._stage(rollout_id, rollout, built, stage, batch, later, changed, verdicts, limits,
@@ -330,11 +334,8 @@ class Runner:
         self.journal.event(rollout_id, stage, "paused", {})
         self.progress(f"  paused after stage {stage}: `ccrollout promote {rollout_id}` goes on, "
                       f"`ccrollout abort {rollout_id}` rolls back")
-        renewed = time.monotonic()
         while True:
-            if time.monotonic() - renewed > HOST_LEASE_SECONDS / 10:
-                self._claim(rollout_id, list(self.targets))
-                renewed = time.monotonic()
+            self._renew_claims(rollout_id, list(self.targets))
             for event in self.journal.events(rollout_id)[seen:]:
                 if event["kind"] in ("promote", "abort"):
                     self.journal.set_status(rollout_id, "running")
@@ -486,19 +487,25 @@ class Runner:
 
         outcomes = self._phase("rollback", [h for h in by_host if h in self.targets], deactivate)
         crash_point("mid-rollback")  # the hosts are undone, the journal does not know yet
-        all_undone = not missing
+        undone, all_answered = self._rolled_back(outcomes)
+        for name, result in undone.items():
+            self.journal.mark(by_host[name].id, "undone")
+            self.progress(f"  {name}: rolled back ({_undo_summary(result)})")
+        all_undone = all_answered and not missing
+        return all_undone
+
+    def _rolled_back(self, outcomes: dict[str, fleet.Outcome]) -> tuple[dict[str, dict], bool]:
+        """The hosts whose rollback succeeded, with their answers; whether every one did."""
+        undone = {}
         for name, outcome in outcomes.items():
             error = _check_results(outcome)
             if error:
-                all_undone = False
                 self.reports[name].status, self.reports[name].error = "failed", error
                 self.progress(f"  rollback failed: {error}")
                 continue
-            result = outcome.value[-1]
-            self.journal.mark(by_host[name].id, "undone")
             self.reports[name].status = "rolled back"
-            self.progress(f"  {name}: rolled back ({_undo_summary(result)})")
-        return all_undone
+            undone[name] = outcome.value[-1]
+        return undone, len(undone) == len(outcomes)
 
     def rollback(self, rollout_id: str, only: set[str] | None = None) -> Result:
         """Undo ROLLOUT_ID's changes (on the hosts in ONLY, for --limit; the rest wait)."""
@@ -529,16 +536,10 @@ class Runner:
             self.reports[name].status, self.reports[name].error = "unreachable", error
         recorded = [name for name in hosts if self.facts.get(name, {}).get("records")]
         outcomes = self._phase("rollback", recorded, lambda s: s.call([{"op": "withdraw_all"}]))
-        failed = bool(unreachable)
-        for name, outcome in outcomes.items():
-            error = _check_results(outcome)
-            if error:
-                failed = True
-                self.reports[name].status, self.reports[name].error = "failed", error
-                self.progress(f"  rollback failed: {error}")
-                continue
-            self.reports[name].status = "rolled back"
-            for item in outcome.value[-1]["undone"]:
+        undone, all_answered = self._rolled_back(outcomes)
+        failed = bool(unreachable) or not all_answered
+        for name, result in undone.items():
+            for item in result["undone"]:
                 self.progress(f"  {name}: {item['name']} rolled back ({_undo_summary(item)})")
         for name in hosts:
             if name not in unreachable and name not in recorded:

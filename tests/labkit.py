@@ -84,6 +84,13 @@ def write_plan(tmp_path: Path, algorithm: str, source: str, algorithm_options=No
     return path
 
 
+def start_apply(home, inventory: str, plan, **env) -> subprocess.Popen:
+    """`ccrollout apply` in the background, its output (stdout and stderr) to read line by line."""
+    return subprocess.Popen([sys.executable, "-m", "ccrollout.cli", "apply", "-i", inventory, str(plan)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "CCROLLOUT_HOME": str(home), **env})
+
+
 # A connection that keeps sending for a while and reports how much the peer has acknowledged
 # (tcp_info's tcpi_bytes_acked, at byte 120), so a test can see it carry data across a change.
 LONG_SENDER = r"""
@@ -127,9 +134,11 @@ class LongSender:
         earlier = [report["acked"] for report in self.reports if report["time"] < moment]
         return (later[-1] - earlier[-1]) if later and earlier else 0
 
-    def finish(self) -> None:
+    def finish(self, wait: bool = True) -> None:
+        """Wait for the connection's end (or end it now, without WAIT)."""
         try:
-            self.process.wait(timeout=60)
+            if wait:
+                self.process.wait(timeout=60)
         finally:
             if self.process.poll() is None:
                 self.process.kill()

@@ -72,7 +72,7 @@ def test_an_upgrade_swaps_the_program_in_place_and_open_connections_keep_working
         assert applied.returncode == 0, applied.stderr + applied.stdout
         link_before = the_link()
         versions_before = {host: host_state(host)["controls"]["ccr_reno"]["digests"] for host in HOSTS}
-        sender = LongSender("lab1", seconds=16)  # opened under version 1
+        sender = LongSender("lab1", seconds=60)  # opened under version 1, ended once seen to carry on
         time.sleep(1)
         watch = RegistryWatch("ccr_reno")
         try:
@@ -92,9 +92,10 @@ def test_an_upgrade_swaps_the_program_in_place_and_open_connections_keep_working
         assert all(default_of(host) == "ccr_reno" for host in HOSTS)
         assert lab.transfer("lab2", 0.5)["congestion"] == "ccr_reno"
         time.sleep(2)
-        sender.finish()
+        assert sender.process.poll() is None, "the connection opened before the upgrade ended early"
         assert sender.reports[0]["control"] == "ccr_reno"
         assert sender.acked_after(upgrade_done) > 100_000, sender.reports[-3:]
+        sender.finish(wait=False)
 
         # Rolling the upgrade back is another update in place: back to version 1's object.
         rolled = ccrollout(journal_home, "rollback", "-i", fleet)
@@ -106,7 +107,7 @@ def test_an_upgrade_swaps_the_program_in_place_and_open_connections_keep_working
         assert all(default_of(host) == "ccr_reno" for host in HOSTS)
     finally:
         if sender:
-            sender.finish()
+            sender.finish(wait=False)
         roll_back_every_rollout(journal_home, fleet)
     assert all(default_of(host) == "reno" for host in HOSTS)
     assert_gone("ccr_reno")

@@ -16,7 +16,7 @@ import pytest
 from ccrollout import lab
 from conftest import registered_controls, struct_ops_links
 from labkit import (HOSTS, REPO, assert_gone, ccrollout, default_of, host_state, pin_dir,
-                    roll_back_every_rollout, struct_ops_named, write_plan)
+                    roll_back_every_rollout, start_apply, struct_ops_named, write_plan)
 
 pytestmark = pytest.mark.lab
 
@@ -265,46 +265,26 @@ def test_status_sees_a_lost_pin_and_the_next_apply_repairs_it(fleet, journal_hom
     assert_gone("ccr_reno")
 
 
-def test_a_second_apply_on_the_same_hosts_is_refused_while_one_runs(fleet, journal_home, tmp_path):
+@pytest.mark.parametrize("journal, refusal", [
+    ("the same", ["another rollout holds these hosts; nothing was changed", "lab2: held by rollout", "runs as pid"]),
+    # A controller with a journal of its own is kept out by the hosts' own claims.
+    ("another", ["another controller holds these hosts; nothing was changed", "lab2: locked by rollout"]),
+])
+def test_a_second_apply_on_the_same_hosts_is_refused_while_one_runs(fleet, journal_home, tmp_path, journal, refusal):
     plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", bake="6s")
-    first = subprocess.Popen([sys.executable, "-m", "ccrollout.cli", "apply", "-i", fleet, str(plan)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "CCROLLOUT_HOME": str(journal_home)})
+    second_home = journal_home if journal == "the same" else tmp_path / "elsewhere"
+    first = start_apply(journal_home, fleet, plan)
     try:
         for line in first.stdout:
             if line.startswith("stage 1/1"):
                 break
-        second = ccrollout(journal_home, "apply", "-i", fleet, "--limit", "lab2", str(plan))
+        second = ccrollout(second_home, "apply", "-i", fleet, "--limit", "lab2", str(plan))
         assert second.returncode == 6, second.stderr + second.stdout
-        assert "another rollout holds these hosts; nothing was changed" in second.stderr
-        assert "lab2: held by rollout" in second.stderr and "runs as pid" in second.stderr
+        assert all(text in second.stderr for text in refusal), second.stderr
+        if journal == "another":
+            assert json.loads(ccrollout(second_home, "history", "--json").stdout)[0]["status"] == "refused"
         assert first.wait(timeout=120) == 0
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-        roll_back_every_rollout(journal_home, fleet)
-    assert all(default_of(host) == "reno" for host in HOSTS)
-    assert_gone("ccr_reno")
-
-
-def test_a_controller_with_another_journal_is_kept_out_by_the_hosts_own_claims(fleet, journal_home, tmp_path):
-    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", bake="6s")
-    first = subprocess.Popen([sys.executable, "-m", "ccrollout.cli", "apply", "-i", fleet, str(plan)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, "CCROLLOUT_HOME": str(journal_home)})
-    other_home = tmp_path / "elsewhere"
-    try:
-        for line in first.stdout:
-            if line.startswith("stage 1/1"):
-                break
-        second = ccrollout(other_home, "apply", "-i", fleet, "--limit", "lab3", str(plan))
-        assert second.returncode == 6, second.stderr + second.stdout
-        assert "another controller holds these hosts; nothing was changed" in second.stderr
-        assert "lab3: locked by rollout" in second.stderr
-        assert json.loads(ccrollout(other_home, "history", "--json").stdout)[0]["status"] == "refused"
-        assert first.wait(timeout=120) == 0
-        assert all("lock" not in host_state(host) for host in HOSTS)  # released at the end
+        assert all("lock" not in host_state(host) for host in HOSTS)  # the hosts' claims are released
     finally:
         if first.poll() is None:
             first.kill()

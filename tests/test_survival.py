@@ -3,23 +3,16 @@ killed with SIGKILL at several points (the journal still names every changed hos
 `rollback` or `resume` brings the fleet to a state it can name), and no orphan pins."""
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
-from labkit import HOSTS, REPO, assert_gone, ccrollout, default_of, host_state, roll_back_every_rollout, write_plan
+from labkit import (HOSTS, assert_gone, ccrollout, default_of, host_state, roll_back_every_rollout, start_apply,
+                    write_plan)
 
 pytestmark = pytest.mark.lab
 
 QUICK = {"stages": [1, "100%"], "baseline": "2s", "settle": "0s", "bake": "6s"}
-
-
-def start_apply(home, inventory: str, plan, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ccrollout.cli", "apply", "-i", inventory, str(plan)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "CCROLLOUT_HOME": str(home), **env})
 
 
 def read_until(process: subprocess.Popen, text: str) -> list[str]:
