@@ -31,9 +31,7 @@ void BPF_PROG(ccr_reno_cong_avoid, struct sock *sk, __u32 ack, __u32 acked)
 SEC("struct_ops")
 __u32 BPF_PROG(ccr_reno_undo_cwnd, struct sock *sk)
 {
-	const struct tcp_sock *tp = tcp_sk(sk);
-
-	return ccr_max(tp->snd_cwnd, tp->prior_cwnd);
+	return ccr_reno_undone_cwnd(sk);
 }
 
 SEC(".struct_ops.link")

@@ -226,4 +226,12 @@ static __always_inline void ccr_reno_grow(struct sock *sk, __u32 acked)
 	tcp_cong_avoid_ai(tp, tp->snd_cwnd, acked);
 }
 
+/* Reno's undo: a reduction turned out spurious, so go back to the window before it. */
+static __always_inline __u32 ccr_reno_undone_cwnd(const struct sock *sk)
+{
+	const struct tcp_sock *tp = tcp_sk(sk);
+
+	return ccr_max(tp->snd_cwnd, tp->prior_cwnd);
+}
+
 #endif /* CCR_TCP_H */
