@@ -35,13 +35,10 @@ def sample(sessions: dict[str, fleet.Session], forks: int) -> tuple[dict[str, Sa
     outcomes = fleet.fan_out(sessions, lambda session: session.call([{"op": "counters"}]), forks)
     samples, errors = {}, {}
     for host, outcome in outcomes.items():
-        if not outcome.ok:
-            errors[host] = outcome.error
+        if error := outcome.failure():
+            errors[host] = error
             continue
         result = outcome.value[-1]
-        if not result.get("ok"):
-            errors[host] = result.get("error", "counters unavailable")
-            continue
         counters = result["counters"]
         samples[host] = Sample(host, result["time"], counters.get(SENT, 0), counters.get(RETRANSMITTED, 0),
                                result.get("by_control"))

@@ -346,10 +346,10 @@ def cmd_trace(args) -> int:
     outcomes = _call_each(args, [action], on_progress=live)
     answer = {}
     for name, outcome in outcomes.items():
-        result = outcome.value[-1] if outcome.ok else {}
-        if not outcome.ok or not result.get("ok"):
-            answer[name] = {"error": outcome.error or f"{name}: {result.get('error')}"}
+        if error := outcome.failure():
+            answer[name] = {"error": error}
         else:
+            result = outcome.value[-1]
             answer[name] = {key: result[key] for key in
                             ("seconds", "intervals", "retransmits", "by_congestion", "unattributed", "top")}
     if args.json:
@@ -388,8 +388,8 @@ def cmd_status(args) -> int:
     answer = {}
     for name, outcome in outcomes.items():
         result = outcome.value[-1] if outcome.ok else {}
-        if not outcome.ok or not result.get("ok"):
-            answer[name] = {"state": "unreachable", "reasons": [outcome.error or result.get("error")]}
+        if error := outcome.failure():
+            answer[name] = {"state": "unreachable", "reasons": [error]}
         else:
             answer[name] = {"state": "drifted" if result["drift"] else "in step",
                             "reasons": result["drift"], "managed": result["managed"]}

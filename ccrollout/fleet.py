@@ -183,6 +183,17 @@ class Outcome:
     def ok(self) -> bool:
         return self.error is None
 
+    def failure(self) -> str | None:
+        """Why this host's batch failed (unreachable, or the first action the host side
+        refused, with its log), or None when every action succeeded."""
+        if not self.ok:
+            return self.error
+        for result in self.value:
+            if not result.get("ok"):
+                log = result.get("log", "").strip()
+                return f"{self.host}: {result['error']}" + ("\n    " + log.replace("\n", "\n    ") if log else "")
+        return None
+
 
 def fan_out(sessions: dict[str, Session], work, forks: int) -> dict[str, Outcome]:
     """Run WORK(session) on every host, at most FORKS at a time; never raises for one host."""

@@ -67,17 +67,6 @@ def _limits(rollout) -> judge.Limits:
                         max_extend_intervals=round(health.max_extend_seconds / rollout.interval_seconds))
 
 
-def _check_results(outcome: fleet.Outcome) -> str | None:
-    """The first error of a host's batch, or None when every action succeeded."""
-    if not outcome.ok:
-        return outcome.error
-    for result in outcome.value:
-        if not result.get("ok"):
-            log = result.get("log", "").strip()
-            return f"{outcome.host}: {result['error']}" + ("\n    " + log.replace("\n", "\n    ") if log else "")
-    return None
-
-
 def _figures(verdict: judge.Verdict) -> dict:
     """Each judged host's figures, as history shows them."""
     figures = {}
@@ -124,6 +113,10 @@ class Runner:
             self.sessions[name] = fleet.Session(self.targets[name])
         return self.sessions[name]
 
+    def _call_all(self, hosts, actions: list[dict]) -> dict[str, fleet.Outcome]:
+        """One batch of ACTIONS on every one of HOSTS (bookkeeping outside the timed phases)."""
+        return fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call(actions), self.forks)
+
     def _phase(self, phase: str, hosts, work) -> dict[str, fleet.Outcome]:
         outcomes = fleet.fan_out({name: self.session(name) for name in hosts}, work, self.forks)
         for name, outcome in outcomes.items():
@@ -133,7 +126,7 @@ class Runner:
     def _gather(self, hosts: list[str]) -> dict[str, str]:
         """Read every host's facts into self.facts; the errors of those that did not answer."""
         outcomes = self._phase("gather", hosts, lambda s: s.call([{"op": "facts"}]))
-        failures = {name: error for name, o in outcomes.items() if (error := _check_results(o))}
+        failures = {name: error for name, o in outcomes.items() if (error := o.failure())}
         self.facts = {name: o.value[-1]["facts"] for name, o in outcomes.items() if name not in failures}
         return failures
 
@@ -166,9 +159,9 @@ class Runner:
         """Claim (or renew the claim on) HOSTS for this rollout; the hosts another holds."""
         action = {"op": "lock", "rollout": rollout_id, "lease": HOST_LEASE_SECONDS,
                   "controller": f"{socket.gethostname()}:{os.getpid()}"}
-        outcomes = fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call([action]), self.forks)
+        outcomes = self._call_all(hosts, [action])
         self._claimed_at = time.monotonic()
-        return {name: error for name, outcome in outcomes.items() if (error := _check_results(outcome))}
+        return {name: error for name, outcome in outcomes.items() if (error := outcome.failure())}
 
     def _renew_claims(self, rollout_id: str, hosts: list[str]) -> None:
         if time.monotonic() - self._claimed_at > HOST_LEASE_SECONDS / 10:
@@ -176,8 +169,7 @@ class Runner:
                 self.progress(f"  {name}: claim not renewed ({error})")
 
     def _release(self, rollout_id: str, hosts: list[str]) -> None:
-        action = {"op": "unlock", "rollout": rollout_id}
-        fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call([action]), self.forks)
+        self._call_all(hosts, [{"op": "unlock", "rollout": rollout_id}])
 
     def _prepare(self, rollout) -> tuple[build.BuiltObject, list[str]]:
         """Build the control and read every host; refuse before any change if one cannot take it."""
@@ -233,13 +225,17 @@ class Runner:
             self.progress(f"stage {stage}/{len(batches)}: {', '.join(batch)}"
                           + (f" (control: {', '.join(later)})" if later else ""))
             self._renew_claims(rollout_id, hosts)
-            self._start_watchers(batch, rollout)
+            resumed = resume_after is not None and stage == resume_after + 1
+            in_place = all(self._already_in_place(name, built, rollout) for name in batch)
+            watching = resumed or not in_place  # a stage with nothing to change has nothing to bake
+            if watching:
+                self._start_watchers(batch, rollout)
             try:
                 result = self._stage(rollout_id, rollout, built, stage, batch, later, changed, verdicts, limits,
-                                     last=stage == len(batches),
-                                     resumed=resume_after is not None and stage == resume_after + 1)
+                                     last=stage == len(batches), in_place=in_place, resumed=resumed)
             finally:
-                self._stop_watchers(batch)
+                if watching:
+                    self._stop_watchers(batch)
             if result is not None:
                 return result
         return Result(rollout_id, "completed", EXIT_OK, f"{built.name} is on {len(hosts)} hosts",
@@ -247,10 +243,11 @@ class Runner:
 
     def _stage(self, rollout_id: str, rollout, built: build.BuiltObject, stage: int, batch: list[str],
                later: list[str], changed: list[str], verdicts: list[dict], limits: judge.Limits,
-               last: bool, resumed: bool) -> Result | None:
-        """One stage: baseline, change, settle, bake, judge; a Result when the rollout ends here."""
+               last: bool, in_place: bool, resumed: bool) -> Result | None:
+        """One stage: baseline, change, settle, bake, judge; a Result when the rollout ends here.
+        IN_PLACE: the facts say the batch already runs the control (no baseline to measure)."""
         baselines = {}
-        if not all(self._already_in_place(name, built, rollout) for name in batch):
+        if not in_place:
             baselines = canary.measure_baseline({n: self.session(n) for n in batch + later},
                                                 rollout.baseline_seconds, rollout.interval_seconds,
                                                 self.forks)
@@ -313,10 +310,9 @@ class Runner:
         health = rollout.health
         lifetime = (rollout.baseline_seconds + rollout.settle_seconds + rollout.bake_seconds
                     + health.max_extend_seconds + 60)
-        action = {"op": "watch_start", "lifetime": lifetime, "source": health.source}
-        outcomes = fleet.fan_out({n: self.session(n) for n in batch}, lambda s: s.call([action]), self.forks)
+        outcomes = self._call_all(batch, [{"op": "watch_start", "lifetime": lifetime, "source": health.source}])
         for name, outcome in outcomes.items():
-            error = _check_results(outcome)
+            error = outcome.failure()
             if error:
                 self.progress(f"  {name}: host-wide counters only ({error})")
             elif outcome.value[-1].get("note"):
@@ -325,7 +321,7 @@ class Runner:
                 self.progress(f"  {name}: retransmissions from the tracer")
 
     def _stop_watchers(self, batch: list[str]) -> None:
-        fleet.fan_out({n: self.session(n) for n in batch}, lambda s: s.call([{"op": "watch_stop"}]), self.forks)
+        self._call_all(batch, [{"op": "watch_stop"}])
 
     def _wait_for_operator(self, rollout_id: str, stage: int) -> str:
         """The plan's manual gate: 'promote' or 'abort', as `ccrollout promote|abort` records it."""
@@ -438,7 +434,7 @@ class Runner:
             outcomes = self._phase(phase, ready, work)
             ready = []
             for name, outcome in outcomes.items():
-                error = _check_results(outcome)
+                error = outcome.failure()
                 if error:
                     self.reports[name].status, self.reports[name].error = "failed", error
                     self.journal.mark(change_ids[name], "failed")
@@ -498,7 +494,7 @@ class Runner:
         """The hosts whose rollback succeeded, with their answers; whether every one did."""
         undone = {}
         for name, outcome in outcomes.items():
-            error = _check_results(outcome)
+            error = outcome.failure()
             if error:
                 self.reports[name].status, self.reports[name].error = "failed", error
                 self.progress(f"  rollback failed: {error}")

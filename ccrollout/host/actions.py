@@ -16,6 +16,7 @@ import subprocess
 import time
 
 from . import facts, layout, routes
+from .facts import read_state
 from .libbpf import MIN_VERSION, Libbpf, LibbpfError, shared
 
 _DEFAULT_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
@@ -44,14 +45,6 @@ def libbpf() -> Libbpf:
 
 
 # -- the host's own record ---------------------------------------------------
-
-def read_state(state_dir: str) -> dict:
-    try:
-        with open(layout.state_file(state_dir)) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return {"controls": {}}
-
 
 def write_state(state_dir: str, state: dict) -> None:
     path = layout.state_file(state_dir)

@@ -121,11 +121,20 @@ def pinned_link_ids(name: str) -> dict | None:
         bpf.release_link(link)
 
 
-def records(state_dir: str) -> dict:
-    """The host's own record of what ccrollout changed in this namespace (see actions)."""
+def read_state(state_dir: str) -> dict:
+    """The host's own record of what ccrollout changed in this namespace and what it replaced
+    (written by actions)."""
     try:
         with open(layout.state_file(state_dir)) as handle:
-            return json.load(handle).get("controls", {})
+            return json.load(handle)
+    except FileNotFoundError:
+        return {"controls": {}}
+
+
+def records(state_dir: str) -> dict:
+    """The controls in the host's own record; none when it cannot be read (facts never fail)."""
+    try:
+        return read_state(state_dir).get("controls", {})
     except (OSError, ValueError):
         return {}
 
