@@ -213,9 +213,13 @@ def test_the_socket_watcher_counts_each_control_also_for_connections_that_closed
         # A whole connection under bbr (allowed in any namespace) opens and closes between two reads.
         sent = lab.transfer("lab1", 2.0, congestion="bbr")
         (after,) = session.call([{"op": "counters"}])
-        bbr = after["by_control"]["bbr"]["sent"] - (before["by_control"] or {}).get("bbr", {"sent": 0})["sent"]
-        segments = sent["bytes"] / 1448  # the lab's MSS
-        assert 0.8 * segments < bbr < 1.3 * segments, (bbr, segments)
+        def grown(key: str) -> int:
+            return after["by_control"]["bbr"][key] - (before["by_control"] or {}).get("bbr", {key: 0})[key]
+        # segs_out counts retransmitted segments too (bbr retransmits 3-25 % on this bottleneck):
+        # what was sent once is what the transfer wrote, in segments of the lab's MSS.
+        segments = sent["bytes"] / 1448
+        first_sends = grown("sent") - grown("retransmitted")
+        assert 0.8 * segments < first_sends < 1.3 * segments, (grown("sent"), grown("retransmitted"), segments)
         assert after["by_control"]["reno"]["sent"] > 0  # the background senders, on the default
         (stopped,) = session.call([{"op": "watch_stop"}])
         assert stopped["stopped"]
