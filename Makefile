@@ -15,7 +15,7 @@ test: setup
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
 
 unit: setup
-	$(PY) -m pytest -ra -m "not lab" $(PYTEST_ARGS)
+	$(PY) -m pytest -ra tests/unit $(PYTEST_ARGS)
 
 lab-down: setup
 	$(CCROLLOUT) lab down

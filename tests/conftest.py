@@ -1,32 +1,10 @@
-"""Shared test plumbing: when lab tests may run, and a guard that nothing leaks."""
+"""Shared test plumbing: a guard that nothing leaks, and a journal home per test."""
 
-import json
 import os
-import subprocess
 
 import pytest
 
-LAB_HOSTS = 3
-
-
-def require_lab() -> None:
-    """Lab tests run as root; under CI they never skip: they pass or fail."""
-    if os.environ.get("CI") == "true":
-        return
-    if os.geteuid() != 0:
-        pytest.skip("lab tests need root")
-
-
-def registered_controls() -> set[str]:
-    with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as handle:
-        return set(handle.read().split())
-
-
-def struct_ops_links() -> list[dict]:
-    result = subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True, text=True)
-    if result.returncode != 0:
-        return []
-    return [link for link in json.loads(result.stdout or "[]") if link.get("type") == "struct_ops"]
+from kernelview import registered_controls, struct_ops_links
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,22 +20,6 @@ def nothing_leaks():
     leaked_links = [link for link in struct_ops_links() if link["id"] not in links_before]
     assert not leaked_controls and not leaked_links, (
         f"the tests left controls {sorted(leaked_controls)} and struct_ops links {leaked_links}")
-
-
-@pytest.fixture(scope="module")
-def fleet():
-    """The lab, once per test module, with background traffic; torn down whatever happens."""
-    from ccrollout import lab
-    require_lab()
-    try:
-        inventory = lab.up(LAB_HOSTS)
-        lab.traffic_start()
-        yield inventory
-    finally:
-        try:
-            lab.traffic_stop()
-        finally:
-            lab.down()  # also removes any pin a failed test left, which unregisters its control
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ import subprocess
 import threading
 import time
 
-import pytest
 
 from ccrollout import fleet as fleet_module
 from ccrollout import hostcode, lab
-from conftest import registered_controls, struct_ops_links
+from kernelview import registered_controls, struct_ops_links
 from labkit import (HOSTS, LongSender, assert_gone, ccrollout, default_of, host_state, pin_dir, roll_back_every_rollout,
                     struct_ops_named, write_plan)
 
-pytestmark = pytest.mark.lab
 
 # Only the host side is under test here.
 LENIENT = {"health": {"min_segments": 300, "max_retransmit_ratio": "20%", "max_increase": "18%"},

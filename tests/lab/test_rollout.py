@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from ccrollout import lab
-from conftest import registered_controls, struct_ops_links
+from kernelview import registered_controls, struct_ops_links
 from labkit import (HOSTS, REPO, assert_gone, ccrollout, default_of, host_state, pin_dir,
                     roll_back_every_rollout, start_apply, struct_ops_named, write_plan)
 
-pytestmark = pytest.mark.lab
 
 
 def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal_home):

@@ -28,7 +28,7 @@ import pytest
 
 from ccrollout import build
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SENDER, RECEIVER = "ccrt-a", "ccrt-b"
 SENDER_LINK, RECEIVER_LINK = "ccrt-va", "ccrt-vb"
 SENDER_ADDR, RECEIVER_ADDR = "10.198.0.1", "10.198.0.2"
@@ -57,7 +57,6 @@ REJECTED = ("ccr_rejected", REPO / "bpf" / "fixtures" / "ccr_rejected.bpf.c")
 
 _IN_CI = os.environ.get("CI") == "true"
 pytestmark = [
-    pytest.mark.lab,
     # In CI a lab test that cannot run is a failure, never a skip.
     pytest.mark.skipif(not _IN_CI and os.geteuid() != 0, reason="needs root (loads BPF, makes namespaces)"),
 ]
@@ -319,7 +318,6 @@ def transfer(lab: Lab, seconds: float) -> Transfer:
         lab.stop_processes()
 
 
-@pytest.mark.lab
 @pytest.mark.parametrize("name", sorted(CONTROLS))
 def test_control_loads_and_carries_traffic(lab, name):
     built = build.build(name, CONTROLS[name])
@@ -354,7 +352,6 @@ def ip_ext_counter(netns: str, name: str) -> int:
     raise AssertionError("no IpExt counters in /proc/net/netstat")
 
 
-@pytest.mark.lab
 def test_dctcp_falls_back_to_reno_without_ecn(lab):
     """A peer that does not run DCTCP refuses ECN; the connection goes to Reno and stops sending ECT."""
     built = build.build("ccr_dctcp", CONTROLS["ccr_dctcp"])
@@ -378,7 +375,6 @@ def median_cwnd(result: Transfer) -> float:
     return statistics.median(sample["cwnd"] for sample in result.samples)
 
 
-@pytest.mark.lab
 def test_dctcp_keeps_a_smaller_window_under_ce_marks(lab):
     """CE marks on a share of the packets hold DCTCP's window far below an unmarked run.
 
@@ -423,7 +419,6 @@ def test_dctcp_keeps_a_smaller_window_under_ce_marks(lab):
     assert median_cwnd(marked) * CWND_SEPARATION < median_cwnd(unmarked)
 
 
-@pytest.mark.lab
 def test_verifier_rejection_is_reported_and_leaves_nothing(lab):
     name, source = REJECTED
     built = build.build(name, source)  # the controller's checks cannot see this bug

@@ -401,7 +401,7 @@ def test_suggestions_and_unmatched_terms(layered):
 
 
 def test_example_inventory_in_the_repository():
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     inventory = load_inventory([str(repo / "inventory" / "example.ini")])
     assert names(inventory.select("lab")) == ["lab1", "lab2", "lab3"]
     assert names(inventory.select("prod:!db:!canary")) == [  # ansible-core 2.19

@@ -4,11 +4,9 @@ says it should be, and passes when the limit allows it."""
 
 import json
 
-import pytest
 
 from labkit import HOSTS, assert_gone, ccrollout, default_of, roll_back_every_rollout, write_plan
 
-pytestmark = pytest.mark.lab
 
 
 def eager_plan(tmp_path, max_increase: str):

@@ -10,7 +10,6 @@ import pytest
 from labkit import (HOSTS, assert_gone, ccrollout, default_of, host_state, roll_back_every_rollout, start_apply,
                     write_plan)
 
-pytestmark = pytest.mark.lab
 
 QUICK = {"stages": [1, "100%"], "baseline": "2s", "settle": "0s", "bake": "6s"}
 

@@ -8,12 +8,10 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from ccrollout import lab
 from labkit import LAB_HEALTH, REPO, LongSender, assert_gone, ccrollout, roll_back_every_rollout, write_plan
 
-pytestmark = pytest.mark.lab
 
 SINK = "10.199.0.1"
 

@@ -25,7 +25,7 @@ from ccrollout.plan import (
     stage_batches,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 VALID = """
 version: 1

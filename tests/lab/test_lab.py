@@ -18,7 +18,6 @@ import pytest
 from ccrollout import lab
 from ccrollout.errors import LabFailed
 
-pytestmark = pytest.mark.lab
 
 HOSTS = 3
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ccrollout.schemadoc import reference
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_plan_reference_is_generated_from_the_schema():
