@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from ccrollout import judge
+from ccrollout.rollout import judge
 
 INTERVAL_SECONDS = 2
 BAKE_INTERVALS = 4       # bake 8 s

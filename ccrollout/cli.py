@@ -9,6 +9,8 @@ import threading
 
 from . import errors
 from .errors import InvalidInput, UserError
+from .host import protocol
+from .status import ACTIVE, RolloutStatus
 
 EXIT_CODES = """exit codes:
   0  success            1  a canary failed; changed hosts were rolled back
@@ -19,6 +21,8 @@ EXIT_CODES = """exit codes:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .fleet import Timeouts
+    fleet_timeouts = Timeouts()
     parser = argparse.ArgumentParser(
         prog="ccrollout", description="Roll BPF TCP congestion controls onto a fleet in canary stages.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,7 +32,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("-i", "--inventory", action="append", required=inventory_required, default=None,
                          metavar="INVENTORY", help="Ansible inventory file or directory (repeatable)")
         sub.add_argument("-l", "--limit", metavar="PATTERN", help="only hosts that also match PATTERN")
-        sub.add_argument("-f", "--forks", type=int, default=5, help="hosts changed at once (default 5)")
+        sub.add_argument("-f", "--forks", type=int, default=5,
+                         help="hosts reached at once, for every step of the command (default 5)")
+        sub.add_argument("-T", "--timeout", type=float, default=fleet_timeouts.connect, metavar="SECONDS",
+                         help=f"SSH connection timeout (default {fleet_timeouts.connect:g})")
+        sub.add_argument("--command-timeout", type=float, default=fleet_timeouts.command, metavar="SECONDS",
+                         help="how long a host may stay silent while it works on a request "
+                              f"(default {fleet_timeouts.command:g})")
         sub.add_argument("--journal", metavar="PATH", help="the rollout journal (SQLite)")
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -37,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--check", action="store_true",
                        help="say which hosts would change, and change nothing")
     apply.add_argument("--diff", action="store_true", help="with --check: say what would change on each")
+    apply.add_argument("--preflight", choices=("stage", "all"), default="stage",
+                       help="read the hosts' facts as each stage begins (stage, the default), or every "
+                            "host's before the first change (all)")
     apply.add_argument("plan", metavar="PLAN")
 
     rollback = commands.add_parser("rollback", help="undo a rollout (the last one by default)")
@@ -118,6 +131,22 @@ def _select_hosts(inventory, pattern: str, limit: str | None):
     return hosts
 
 
+def _timeouts(args):
+    from .fleet import Timeouts
+    if not 0 < args.timeout <= 3600 or not 0 < args.command_timeout <= 86400:
+        raise UserError("--timeout must be from 0 to 3600 seconds and --command-timeout up to a day",
+                        errors.EXIT_USAGE)
+    return Timeouts(connect=args.timeout, command=args.command_timeout)
+
+
+def _runner(args, hosts, journal, preflight_all: bool = False):
+    from .rollout.runner import Runner
+    if args.forks < 1:
+        raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
+    return Runner(hosts, journal, forks=args.forks, progress=_progress(args), timeouts=_timeouts(args),
+                  preflight_all=preflight_all)
+
+
 def _journal(path):
     from .journal import Journal
     return Journal(path)
@@ -125,7 +154,7 @@ def _journal(path):
 
 def _print_summary(result) -> None:
     print(f"\n{result.status}: {result.message}")
-    phases = [phase for phase in ("gather", "push+load", "activate", "rollback")
+    phases = [phase for phase in ("gather", "change", "rollback")
               if any(phase in report.phases for report in result.hosts.values())]
     print(f"{'host':<12} {'status':<12} " + " ".join(f"{phase:>10}" for phase in phases))
     for name, report in result.hosts.items():
@@ -136,7 +165,6 @@ def _print_summary(result) -> None:
 def cmd_apply(args) -> int:
     from .inventory import load_inventory
     from .plan import check_plan_against_inventory, load_plan
-    from .rollout import Runner
     plan = load_plan(args.plan)
     inventory = load_inventory(args.inventory)
     check_plan_against_inventory(plan, inventory)
@@ -147,11 +175,8 @@ def cmd_apply(args) -> int:
         if not hosts:
             raise InvalidInput(f"rollout {rollout.name}: no host matches {rollout.hosts!r}"
                                + (f" within --limit {args.limit!r}" if args.limit else ""))
-        runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
-        try:
+        with _runner(args, hosts, journal, preflight_all=args.preflight == "all") as runner:
             result = runner.check(rollout, args.diff) if args.check else runner.apply(str(plan.path), rollout)
-        finally:
-            runner.close()
         _report(args, result)
         exit_code = result.exit_code
         if exit_code != errors.EXIT_OK:
@@ -161,7 +186,6 @@ def cmd_apply(args) -> int:
 
 def cmd_rollback(args) -> int:
     from .inventory import load_inventory
-    from .rollout import Runner
     inventory = load_inventory(args.inventory)
     journal = _journal(args.journal)
     if args.from_hosts:
@@ -172,16 +196,13 @@ def cmd_rollback(args) -> int:
     rollout_id = _named_rollout(journal, args.rollout)["id"]
     controller = journal.controller(rollout_id)
     if controller and controller[2] and controller[1] != os.getpid() and \
-            journal.rollout(rollout_id)["status"] in ("running", "paused"):
+            journal.rollout(rollout_id)["status"] in ACTIVE:
         raise UserError(f"rollout {rollout_id} is still carried out by its controller (pid {controller[1]} on "
                         f"{controller[0]}): stop it, or `ccrollout abort {rollout_id}` when it is paused",
                         errors.EXIT_NEEDS_ATTENTION)
     hosts = _select_hosts(inventory, "all", args.limit)
-    runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
-    try:
+    with _runner(args, hosts, journal) as runner:
         result = runner.rollback(rollout_id, {host.name for host in hosts} if args.limit else None)
-    finally:
-        runner.close()
     _report(args, result)
     return result.exit_code
 
@@ -199,7 +220,7 @@ def cmd_gate(args) -> int:
     import getpass
     journal = _journal(args.journal)
     recorded = _named_rollout(journal, args.rollout)
-    if recorded["status"] != "paused":
+    if recorded["status"] != RolloutStatus.PAUSED:
         raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}, not paused")
     controller = journal.controller(recorded["id"])
     if controller and not controller[2]:
@@ -216,10 +237,9 @@ def cmd_resume(args) -> int:
     from .inventory import load_inventory
     from .journal import HostsLocked
     from .plan import load_plan
-    from .rollout import Runner
     journal = _journal(args.journal)
     recorded = _named_rollout(journal, args.rollout)
-    if recorded["status"] in ("completed", "rolled_back"):
+    if recorded["status"] in (RolloutStatus.COMPLETED, RolloutStatus.ROLLED_BACK):
         raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}: nothing to resume")
     controller = journal.controller(recorded["id"])
     if controller and controller[2]:
@@ -230,23 +250,15 @@ def cmd_resume(args) -> int:
     if rollout is None:
         raise InvalidInput(f"{recorded['plan']} no longer has a rollout named {recorded['rollout']!r}")
     hosts = _select_hosts(load_inventory(args.inventory), rollout.hosts, args.limit)
-    runner = Runner(hosts, journal, forks=args.forks, progress=_progress(args))
-    try:
+    with _runner(args, hosts, journal) as runner:
         result = runner.resume(recorded["id"], rollout)
-    finally:
-        runner.close()
     _report(args, result)
     return result.exit_code
 
 
 def _rollback_from_hosts(args, inventory, journal) -> int:
-    from .rollout import Runner
-    runner = Runner(_select_hosts(inventory, "all", args.limit), journal, forks=args.forks,
-                    progress=_progress(args))
-    try:
+    with _runner(args, _select_hosts(inventory, "all", args.limit), journal) as runner:
         result = runner.rollback_from_hosts()
-    finally:
-        runner.close()
     _report(args, result)
     return result.exit_code
 
@@ -267,28 +279,29 @@ def _call_each(args, actions: list[dict], on_progress=None) -> dict:
     from . import fleet
     from .inventory import load_inventory
     hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
-    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars)) for host in hosts}
+    if args.forks < 1:
+        raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
+    timeouts = _timeouts(args)
+    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars), timeouts) for host in hosts}
     try:
         def call(session):
             report = on_progress and (lambda progress: on_progress(session.target.name, progress))
             return session.call(actions, on_progress=report)
-        # Every selected host at once when tracing: a trace must cover the same moments everywhere.
-        forks = len(sessions) if on_progress else args.forks
-        return fleet.fan_out(sessions, call, max(1, forks))
+        return fleet.fan_out(sessions, call, args.forks)
     finally:
         for session in sessions.values():
             session.close()
 
 
 def cmd_facts(args) -> int:
-    outcomes = _call_each(args, [{"op": "facts", "tracer": True}, {"op": "counters"}])
+    outcomes = _call_each(args, [protocol.action("facts", tracer=True), protocol.action("counters")])
     answer = {}
     for name, outcome in outcomes.items():
         if not outcome.ok:
             answer[name] = {"unreachable": outcome.error}
             continue
-        facts = outcome.value[0].get("facts", {})
-        counters = outcome.value[1].get("counters", {}) if len(outcome.value) > 1 else {}
+        facts = outcome.answers[0].facts or {}
+        counters = (outcome.answers[1].counters or {}) if len(outcome.answers) > 1 else {}
         answer[name] = {**facts, "counters": {k: counters.get(k) for k in ("OutSegs", "RetransSegs")}}
     if args.json:
         json.dump(answer, sys.stdout, indent=2, sort_keys=True)
@@ -341,7 +354,7 @@ def cmd_trace(args) -> int:
     if not 0 < seconds <= 3600 or not 0 < interval <= min(seconds, 60) or args.top < 0:
         raise UserError("trace: --duration must be up to 1h, --interval up to 60s and no longer than "
                         "--duration, --top 0 or more", errors.EXIT_USAGE)
-    action = {"op": "trace", "seconds": seconds, "interval": interval, "top": args.top}
+    action = protocol.action("trace", seconds=seconds, interval=interval, top=args.top)
     live = None if args.json else _show_trace_progress(threading.Lock())
     outcomes = _call_each(args, [action], on_progress=live)
     answer = {}
@@ -349,9 +362,7 @@ def cmd_trace(args) -> int:
         if error := outcome.failure():
             answer[name] = {"error": error}
         else:
-            result = outcome.value[-1]
-            answer[name] = {key: result[key] for key in
-                            ("seconds", "intervals", "retransmits", "by_congestion", "unattributed", "top")}
+            answer[name] = dict(outcome.answer.fields)
     if args.json:
         json.dump(answer, sys.stdout, indent=2, sort_keys=True)
         print()
@@ -384,15 +395,15 @@ def cmd_inventory(args) -> int:
 
 
 def cmd_status(args) -> int:
-    outcomes = _call_each(args, [{"op": "drift"}])
+    outcomes = _call_each(args, [protocol.action("drift")])
     answer = {}
     for name, outcome in outcomes.items():
-        result = outcome.value[-1] if outcome.ok else {}
         if error := outcome.failure():
             answer[name] = {"state": "unreachable", "reasons": [error]}
         else:
-            answer[name] = {"state": "drifted" if result["drift"] else "in step",
-                            "reasons": result["drift"], "managed": result["managed"]}
+            drift = outcome.answer.drift
+            answer[name] = {"state": "drifted" if drift else "in step", "reasons": drift,
+                            "managed": outcome.answer.managed}
     if args.json:
         json.dump(answer, sys.stdout, indent=2, sort_keys=True)
         print()

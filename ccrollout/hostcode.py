@@ -34,30 +34,47 @@ def bundle() -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-# Run as `python3 -c BOOTSTRAP PYZ SIZE`: stdin carries SIZE bytes of the zip (0 when the
-# host already has it), then the JSON request for the host side.
+# Run as `python3 -c BOOTSTRAP PYZ SIZE DIGEST`: stdin carries SIZE bytes of the zip (0 when
+# the host should already have it), then the agent's messages. Whatever is about to run must
+# have the controller's DIGEST, and the state directory must be ours alone: a copy planted in
+# a directory others may write is never run. Python 2 must be able to read this far.
 BOOTSTRAP = """\
-import glob, hashlib, os, runpy, sys
-path, size = sys.argv[1], int(sys.argv[2])
+import sys
+if sys.version_info < (3, 8):
+    sys.stderr.write("ccrollout: python %d.%d is too old: the host side needs 3.8 or newer\\n" % sys.version_info[:2])
+    sys.exit(76)
+import glob, hashlib, os, runpy, stat
+path, size, digest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+home = os.path.dirname(path)
+os.makedirs(home, mode=0o700, exist_ok=True)
+info = os.lstat(home)
+if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+    sys.exit("ccrollout: the state directory %s must be a directory owned by this user that no one else may write" % home)
 data = sys.stdin.buffer.read(size)
-if size and not os.path.exists(path):
-    if hashlib.sha256(data).hexdigest()[:16] not in os.path.basename(path):
+if size:
+    if hashlib.sha256(data).hexdigest() != digest:
         sys.exit("ccrollout: the host side arrived damaged")
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(path + ".partial", "wb") as handle:
+    partial = "%s.%s.partial" % (path, os.urandom(8).hex())
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
         handle.write(data)
-    os.replace(path + ".partial", path)
-    for old in glob.glob(os.path.join(os.path.dirname(path), "ccrollout-host-*.pyz")):
+    os.replace(partial, path)
+    for old in glob.glob(os.path.join(home, "ccrollout-host-*.pyz")):
         if old != path:
             os.unlink(old)
-if not os.path.exists(path):
-    sys.exit(75)  # EXIT_MISSING
+try:
+    with open(path, "rb") as handle:
+        held = handle.read()
+except OSError:
+    held = b""
+if hashlib.sha256(held).hexdigest() != digest:
+    sys.exit(75)
 sys.path.insert(0, path)
 sys.argv = [path]
 runpy.run_module("ccrollout.host", run_name="__main__")
 """
 
-EXIT_MISSING = 75  # the host lost its copy of the host side since this session sent it
+EXIT_MISSING = 75    # the host lacks this version of the host side (or holds a damaged copy)
+EXIT_OLD_PYTHON = 76
 
 
 def remote_name() -> str:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_NEEDS_ATTENTION, UserError
+from .status import FINISHED, ChangeState, RolloutStatus
 
-# A rollout in any other state (running, held, failed to roll back) keeps its hosts.
-_FINISHED = ("completed", "rolled_back", "aborted", "refused")
 
 
 class HostsLocked(UserError):
@@ -113,8 +112,8 @@ class Journal:
         self._db.execute("BEGIN IMMEDIATE")  # other controllers wait here, not in between
         try:
             self._refuse_if_locked(hosts)
-            self._db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, NULL, 'running')",
-                             (rollout_id, plan, rollout, algorithm, digest, time.time()))
+            self._db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                             (rollout_id, plan, rollout, algorithm, digest, time.time(), RolloutStatus.RUNNING))
             self._db.executemany("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
                                  [(host, rollout_id, socket.gethostname(), os.getpid(), time.time())
                                   for host in hosts])
@@ -129,7 +128,7 @@ class Journal:
         for host in hosts:
             row = self._db.execute("SELECT l.rollout_id, l.controller, l.pid, r.status FROM locks l"
                                    " JOIN rollouts r ON r.id = l.rollout_id WHERE l.host = ?", (host,)).fetchone()
-            if row and row[3] not in _FINISHED:  # a lock left by a finished rollout is free to take
+            if row and row[3] not in FINISHED:  # a lock left by a finished rollout is free to take
                 held.setdefault(row[:3], []).append(host)
         if not held:
             return
@@ -166,12 +165,21 @@ class Journal:
         self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?",
                          (time.time(), status, rollout_id))
 
-    def intend(self, rollout_id: str, host: str, stage: int, algorithm: str, digest: str) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO changes (rollout_id, host, stage, algorithm, digest, previous_default, state, updated)"
-            " VALUES (?, ?, ?, ?, ?, NULL, 'intended', ?)",
-            (rollout_id, host, stage, algorithm, digest, time.time()))
-        return cursor.lastrowid
+    def intend(self, rollout_id: str, hosts: list[str], stage: int, algorithm: str, digest: str) -> dict[str, int]:
+        """Record the change about to be made on each of HOSTS, in one transaction; their ids."""
+        ids = {}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for host in hosts:
+                ids[host] = self._db.execute(
+                    "INSERT INTO changes (rollout_id, host, stage, algorithm, digest, previous_default, state,"
+                    " updated) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (rollout_id, host, stage, algorithm, digest, ChangeState.INTENDED, time.time())).lastrowid
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return ids
 
     def mark(self, change_id: int, state: str, previous_default: str | None = None) -> None:
         self._db.execute(

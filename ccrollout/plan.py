@@ -35,10 +35,11 @@ from ccrollout.diagnostics import (
 )
 from ccrollout.errors import InvalidInput
 from ccrollout.inventory import Inventory, split_host_pattern
+from ccrollout.rollout.judge import Limits
+from ccrollout.schedule import Schedule
 
 __all__ = [
     "Algorithm",
-    "Health",
     "Plan",
     "Rollout",
     "Stage",
@@ -81,20 +82,6 @@ class Stage:
 
 
 @dataclass(frozen=True)
-class Health:
-    """When a stage is healthy. Ratios are fractions (0.05 for 5%)."""
-
-    max_retransmit_ratio: float
-    max_increase: float
-    min_segments: int
-    on_inconclusive: str  # "fail" | "pass" | "extend"
-    max_extend_seconds: float = 0.0
-    min_intervals: int = 3
-    significance: float = 0.05
-    source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace
-
-
-@dataclass(frozen=True)
 class Scope:
     """Where a control becomes active on a host."""
 
@@ -110,15 +97,13 @@ class Rollout:
     algorithm: Algorithm
     hosts: str
     stages: tuple[Stage, ...]
-    baseline_seconds: float
-    settle_seconds: float
-    bake_seconds: float
-    interval_seconds: float
-    health: Health
-    max_fail_percentage: float  # fraction: 0.1 for 10%
-    on_failure: str  # "rollback" | "hold"
-    pause: bool = False  # wait for promote or abort after each passed stage but the last
+    schedule: Schedule
+    limits: Limits              # the judge's, max_fail_percentage included
+    on_failure: str             # "rollback" | "hold"
+    pause: bool = False         # wait for promote or abort after each passed stage but the last
     scope: Scope = Scope()
+    health_source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace
+    control: Stage | None = None    # control hosts per stage; None: about the stage's own size
 
 
 @dataclass(frozen=True)
@@ -371,6 +356,7 @@ class _PlanReader:
             if isinstance(hosts, str) and self.ok(at + ("hosts",)):
                 self.check_host_pattern(at + ("hosts",), hosts)
             self.check_stages(at + ("stages",), rollout.get("stages"))
+            self.check_control(at + ("control",), rollout.get("control"))
             self.check_timing(at, rollout)
             self.check_health(at + ("health",), rollout.get("health"))
             self.check_scope(at + ("scope",), rollout.get("scope"))
@@ -389,6 +375,10 @@ class _PlanReader:
                     re.compile(bare[1:])
                 except re.error as exc:
                     self.error(at, f"invalid regular expression {bare[1:]!r} in host pattern: {exc}")
+
+    def check_control(self, at: tuple, control: Any) -> None:
+        if isinstance(control, str) and self.ok(at) and not 0 <= int(control[:-1]) <= 100:
+            self.error(at, f"a percentage of control hosts must be from 0% to 100%, got {control!r}")
 
     def check_stages(self, at: tuple, stages: Any) -> None:
         if not isinstance(stages, list) or not self.ok(at):
@@ -489,35 +479,40 @@ class _PlanReader:
                                                   entry.get("ecn", _default("algorithm", "ecn")))
         rollouts = []
         for entry in data["rollouts"]:
-            bake = units.parse_duration(entry["bake"])
             health = {**_health_defaults(), **entry.get("health", {})}
+            bake = units.parse_duration(entry["bake"])
+            schedule = Schedule(
+                baseline=units.parse_duration(entry["baseline"]) if "baseline" in entry else bake,
+                settle=units.parse_duration(entry.get("settle", _default("rollout", "settle"))),
+                bake=bake,
+                interval=units.parse_duration(entry.get("interval", _default("rollout", "interval"))),
+                max_extend=units.parse_duration(health["max_extend"]))
+            limits = Limits(
+                max_retransmit_ratio=units.parse_percent(health["max_retransmit_ratio"]),
+                max_increase=units.parse_percent(health["max_increase"]),
+                min_segments=int(health["min_segments"]),
+                max_fail_fraction=units.parse_percent(
+                    entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
+                    allow_number=True),
+                on_inconclusive=health["on_inconclusive"],
+                significance=float(health["significance"]),
+                min_intervals=int(health["min_intervals"]),
+                max_extend_intervals=schedule.max_extend_intervals)
+            scope = entry.get("scope", {})
             rollouts.append(Rollout(
                 name=entry["name"],
                 algorithm=algorithms[entry["algorithm"]],
                 hosts=entry["hosts"],
                 stages=tuple(_as_stage(s) for s in entry["stages"]),
-                baseline_seconds=units.parse_duration(entry["baseline"]) if "baseline" in entry else bake,
-                settle_seconds=units.parse_duration(entry.get("settle", _default("rollout", "settle"))),
-                bake_seconds=bake,
-                interval_seconds=units.parse_duration(entry.get("interval", _default("rollout", "interval"))),
-                health=Health(
-                    max_retransmit_ratio=units.parse_percent(health["max_retransmit_ratio"]),
-                    max_increase=units.parse_percent(health["max_increase"]),
-                    min_segments=int(health["min_segments"]),
-                    on_inconclusive=health["on_inconclusive"],
-                    max_extend_seconds=units.parse_duration(health["max_extend"]),
-                    min_intervals=int(health["min_intervals"]),
-                    significance=float(health["significance"]),
-                    source=health["source"],
-                ),
-                max_fail_percentage=units.parse_percent(
-                    entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
-                    allow_number=True),
+                schedule=schedule,
+                limits=limits,
                 on_failure=entry.get("on_failure", _default("rollout", "on_failure")),
                 pause=entry.get("pause", _default("rollout", "pause")),
-                scope=Scope(default=entry.get("scope", {}).get("default", True),
+                scope=Scope(default=scope.get("default", _default("scope", "default")),
                             routes=tuple(str(ipaddress.IPv4Network(prefix))
-                                         for prefix in entry.get("scope", {}).get("routes", []))),
+                                         for prefix in scope.get("routes", _default("scope", "routes")))),
+                health_source=health["source"],
+                control=None if entry.get("control") is None else _as_stage(entry["control"]),
             ))
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),

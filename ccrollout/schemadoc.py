@@ -34,7 +34,8 @@ def reference() -> str:
         lines += [f"#### `{title}`", "", node.get("description", ""), "",
                   "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
         for key, spec in node["properties"].items():
-            default = "required" if key in required else f"`{spec['default']}`" if "default" in spec else ""
+            default = ("required" if key in required else f"`{spec['default']}`" if spec.get("default") is not None
+                       else "")
             description = " ".join(spec.get("description", "").split()).replace("|", "\\|")
             kind = _kind(spec, definitions).replace("|", "\\|")
             lines.append(f"| `{key}` | {kind} | {default} | {description} |")

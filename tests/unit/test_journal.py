@@ -10,7 +10,7 @@ from ccrollout.journal import HostsLocked, Journal
 def test_changes_are_recorded_before_and_after(tmp_path):
     journal = Journal(tmp_path / "journal.sqlite")
     rollout = journal.start_rollout("plan.yaml", "r1", "ccr_reno", "abc")
-    change = journal.intend(rollout, "lab1", 1, "ccr_reno", "abc")
+    change = journal.intend(rollout, ["lab1"], 1, "ccr_reno", "abc")["lab1"]
     assert [c.state for c in journal.changes(rollout)] == ["intended"]
     journal.mark(change, "done", "cubic")
     journal.event(rollout, 1, "verdict", {"outcome": "pass"})

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from ccrollout.judge import (CONTROL, EXTEND, FAIL, INCONCLUSIVE, PASS, Comparison, Limits, Window, can_stop_early,
+from ccrollout.rollout.judge import (CONTROL, EXTEND, FAIL, INCONCLUSIVE, PASS, Comparison, Limits, Window, can_stop_early,
                              interval_budget, judge, pooled, should_extend, typical_ratio)
 
 LIMITS = Limits(max_retransmit_ratio=0.05, max_increase=0.02, min_segments=1000)

@@ -13,11 +13,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ccrollout import units
 from ccrollout.errors import EXIT_INVALID_INPUT, InvalidInput
+from ccrollout.rollout.judge import Limits
+from ccrollout.schedule import Schedule
 from ccrollout.inventory import load_inventory
 from ccrollout.plan import (
     SCHEMA_PATH,
     Scope,
-    Health,
     Stage,
     check_plan_against_inventory,
     load_plan,
@@ -86,9 +87,9 @@ def test_valid_plan(tree):
     assert rollout.algorithm is algorithm
     assert rollout.hosts == "lab"
     assert rollout.stages == (Stage(1), Stage(50, percent=True), Stage(100, percent=True))
-    assert (rollout.baseline_seconds, rollout.bake_seconds, rollout.interval_seconds) == (5, 10, 2)
-    assert rollout.health == Health(0.05, 0.02, 1000, "fail")
-    assert rollout.max_fail_percentage == 0.0
+    assert (rollout.schedule.baseline, rollout.schedule.bake, rollout.schedule.interval) == (5, 10, 2)
+    assert rollout.limits == Limits(0.05, 0.02, 1000, on_inconclusive="fail")
+    assert rollout.limits.max_fail_fraction == 0.0
     assert rollout.on_failure == "rollback"
     assert plan.path.is_absolute() and plan.version == 1
 
@@ -100,10 +101,9 @@ def test_defaults_come_from_the_schema(tree):
           - {name: r, algorithm: ccr_reno, hosts: all, stages: ["100%"], bake: 1m, max_fail_percentage: "25%"}
     """))
     rollout = plan.rollouts[0]
-    assert rollout.baseline_seconds == rollout.bake_seconds == 60
-    assert rollout.interval_seconds == 1.0
-    assert rollout.health == Health(0.05, 0.02, 1000, "fail")
-    assert rollout.max_fail_percentage == 0.25
+    assert rollout.schedule == Schedule(baseline=60, settle=0, bake=60, interval=1.0, max_extend=0)
+    assert rollout.limits == Limits(0.05, 0.02, 1000, max_fail_fraction=0.25, on_inconclusive="fail")
+    assert rollout.health_source == "sockets" and rollout.control is None
     assert rollout.on_failure == "rollback"
     assert plan.algorithms["ccr_reno"].cflags == ()
 
@@ -114,10 +114,10 @@ def test_repository_playbooks(name):
     (rollout,) = plan.rollouts
     assert rollout.hosts == "lab"
     assert [str(s) for s in rollout.stages] == ["1", "50%", "100%"]
-    assert (rollout.baseline_seconds, rollout.settle_seconds, rollout.bake_seconds,
-            rollout.interval_seconds) == (4, 2, 8, 2)
-    assert rollout.health == Health(0.15, 0.10, 500, "fail")
-    assert rollout.on_failure == "rollback" and rollout.max_fail_percentage == 0
+    schedule = rollout.schedule
+    assert (schedule.baseline, schedule.settle, schedule.bake, schedule.interval) == (4, 2, 8, 2)
+    assert rollout.limits == Limits(0.15, 0.10, 500, on_inconclusive="fail")
+    assert rollout.on_failure == "rollback" and rollout.limits.max_fail_fraction == 0
     assert rollout.algorithm.source.parent.name in ("bpf", "fixtures")
 
 
@@ -530,5 +530,7 @@ def test_extend_needs_a_limit(tree):
     path = write_plan(tree, VALID.replace("on_inconclusive: fail", "on_inconclusive: extend"))
     assert "on_inconclusive: extend needs max_extend" in errors_of(path)[0]
     path = write_plan(tree, VALID.replace("on_inconclusive: fail", "on_inconclusive: extend\n      max_extend: 6s"))
-    health = load_plan(path).rollouts[0].health
-    assert (health.on_inconclusive, health.max_extend_seconds, health.min_intervals) == ("extend", 6.0, 3)
+    rollout = load_plan(path).rollouts[0]
+    assert (rollout.limits.on_inconclusive, rollout.schedule.max_extend, rollout.limits.min_intervals) == \
+        ("extend", 6.0, 3)
+    assert rollout.limits.max_extend_intervals == 3  # 6 s of 2 s intervals

@@ -48,7 +48,9 @@ from dataclasses import dataclass, field
 
 from scipy import stats
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+from ..status import StageOutcome
+
+PASS, FAIL, INCONCLUSIVE = StageOutcome.PASS, StageOutcome.FAIL, StageOutcome.INCONCLUSIVE
 EXTEND = "extend"  # an on_inconclusive choice: bake longer while more data can decide
 ON_INCONCLUSIVE_CHOICES = (FAIL, PASS, EXTEND)
 

@@ -1,0 +1,127 @@
+"""Watching a stage: sample TCP counters on changed hosts and control hosts, then judge.
+
+Figures come from a sampler: a function that reads, once, the counters of the hosts it
+is given, wherever they come from (the host agents over SSH, or a simulation). A bake
+samples every interval; a failure that is already clear ends it early. Figures are
+counter deltas from each host's own network namespace: host-wide (TcpOutSegs,
+TcpRetransSegs), or, on a changed host whose socket watcher runs (host/watch.py), those
+of the connections that run the new control only, so old connections do not blur them.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..schedule import Schedule
+from . import judge
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of one host's counters."""
+
+    host: str
+    time: float
+    sent: int
+    retransmitted: int
+    by_control: dict | None = None  # control -> {"sent", "retransmitted"}, from the socket watcher
+
+    def of_control(self, control: str) -> "Sample | None":
+        figures = (self.by_control or {}).get(control)
+        if figures is None:
+            return None
+        return Sample(self.host, self.time, figures["sent"], figures["retransmitted"])
+
+
+# hosts -> (a sample of each host that answered, the error of each that did not)
+Sampler = Callable[[list[str]], tuple[dict[str, Sample], dict[str, str]]]
+
+
+def window(start: Sample, end: Sample) -> judge.Window:
+    return judge.Window(sent=max(0, end.sent - start.sent),
+                        retransmitted=max(0, end.retransmitted - start.retransmitted))
+
+
+class Recorder:
+    """Per-interval windows of each host, from successive samples; for hosts in FOCUS
+    (host -> control), the figures of that control's connections where the host has them."""
+
+    def __init__(self, sampler: Sampler, hosts: list[str], focus: dict[str, str] | None = None):
+        self.sampler, self.hosts, self.focus = sampler, list(hosts), focus or {}
+        self.per_control: set[str] = set()  # hosts whose windows are their control's alone
+        self.series: dict[str, judge.Series] = {host: [] for host in self.hosts}
+        self.unreachable: dict[str, str] = {}
+        self._last, errors = sampler(self.hosts)
+        self.unreachable.update(errors)
+
+    def step(self) -> None:
+        latest, errors = self.sampler(self.hosts)
+        self.unreachable.update(errors)
+        for host, reading in latest.items():
+            if host in self._last:
+                self.series[host].append(self._window(host, self._last[host], reading))
+        self._last.update(latest)
+
+    def _window(self, host: str, start: Sample, end: Sample) -> judge.Window:
+        control = self.focus.get(host)
+        if control and start.by_control is not None and end.by_control is not None:
+            self.per_control.add(host)
+            empty = Sample(host, start.time, 0, 0)  # the control's first connection opened just now
+            return window(start.of_control(control) or empty, end.of_control(control) or empty)
+        return window(start, end)
+
+    def of(self, hosts) -> dict[str, judge.Series]:
+        return {host: self.series[host] for host in hosts if host not in self.unreachable}
+
+
+def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
+                     progress=lambda text: None) -> dict[str, judge.Series]:
+    """Each host's intervals over the schedule's baseline, before anything changes."""
+    if schedule.baseline <= 0:
+        return {}
+    recorder = Recorder(sampler, hosts)
+    deadline = time.monotonic() + schedule.baseline
+    while (remaining := deadline - time.monotonic()) > 0.05:
+        time.sleep(min(schedule.interval, remaining))
+        recorder.step()
+    return recorder.of(hosts)
+
+
+@dataclass(frozen=True)
+class Bake:
+    """What a bake compares: the changed hosts against their baselines and the controls."""
+
+    changed: list[str]
+    controls: list[str]
+    baselines: dict[str, judge.Series]
+    new_control: str | None = None  # with it, a changed host's figures are that control's connections
+
+
+def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedule,
+         progress=lambda text: None) -> judge.Verdict:
+    """Watch for the schedule's bake, and longer, an interval at a time, while the plan
+    allows and more data could decide."""
+    focus = {host: watched.new_control for host in watched.changed} if watched.new_control else None
+    recorder = Recorder(sampler, watched.changed + watched.controls, focus)
+    started = time.monotonic()
+    deadline = started + schedule.bake
+    budget = judge.interval_budget(limits, schedule.bake_intervals)
+    intervals = 0
+    while True:
+        time.sleep(max(0.0, min(schedule.interval, deadline - time.monotonic())))
+        recorder.step()
+        intervals += 1
+        verdict = judge.judge(
+            canaries=recorder.of(watched.changed), baselines=watched.baselines,
+            controls=recorder.of(watched.controls), limits=limits,
+            unreachable=tuple(sorted(h for h in recorder.unreachable if h in watched.changed)))
+        progress(f"  bake: {verdict.outcome} after {time.monotonic() - started:.1f}s"
+                 + (f" ({', '.join(sorted(recorder.per_control))}: {watched.new_control}'s connections only)"
+                    if recorder.per_control and intervals == 1 else ""))
+        if judge.can_stop_early(verdict, intervals):
+            return verdict
+        if deadline - time.monotonic() <= 0.05:
+            if not judge.should_extend(verdict, intervals, budget):
+                return verdict
+            deadline += schedule.interval
+            progress("  bake: extended by one interval")

@@ -1,0 +1,185 @@
+"""One stage of a rollout: baseline, change, settle, bake, judge; and what follows a verdict.
+
+Everything a stage works on is in one StageContext; what it needs from the rest of the
+controller (hosts, journal, reports, rollback) it asks the runner for.
+"""
+
+import base64
+import time
+from dataclasses import dataclass, field
+
+from .. import build, plan
+from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_ROLLED_BACK
+from ..host import protocol
+from ..status import ChangeState, HostStatus, RolloutStatus, StageOutcome
+from . import canary, judge
+from .reports import Result
+
+PHASE_CHANGE = "change"
+
+
+@dataclass
+class RolloutProgress:
+    """What a rollout has done so far, across its stages: the hosts it touched (a rollback
+    must visit each) and the verdicts."""
+
+    changed: list[str] = field(default_factory=list)
+    verdicts: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class StageContext:
+    rollout_id: str
+    rollout: plan.Rollout
+    built: build.BuiltObject
+    number: int            # 1-based
+    count: int             # stages in all
+    hosts: list[str]       # changed in this stage
+    controls: list[str]    # compared with, not changed
+    done: RolloutProgress
+    resumed: bool = False  # the stage a dead controller was in: bake it whatever the facts say
+    upgraded: dict[str, list[str]] = field(default_factory=dict)  # host -> namespaces sharing its upgrade
+
+    @property
+    def last(self) -> bool:
+        return self.number == self.count
+
+    @property
+    def schedule(self):
+        return self.rollout.schedule
+
+
+def figures(verdict: judge.Verdict) -> dict:
+    """Each judged host's figures, as history shows them."""
+    shown = {}
+    for host in verdict.hosts:
+        shown[host.host] = {"outcome": host.outcome, "retransmit_ratio": round(host.retransmit_ratio, 6),
+                            "sent": host.sent, "intervals": host.intervals}
+        for comparison in host.comparisons:
+            key = "baseline" if comparison.reference == judge.BASELINE else "control"
+            shown[host.host][key] = {
+                "median": round(comparison.reference_median, 6), "intervals": comparison.reference_intervals,
+                "p_value": None if comparison.p_value is None else round(comparison.p_value, 4)}
+    return shown
+
+
+class StageRun:
+    """Carries one StageContext through its phases with the runner's services."""
+
+    def __init__(self, runner, context: StageContext):
+        self.runner, self.context = runner, context
+
+    def run(self) -> Result | None:
+        """The stage; a Result when the rollout ends here, None to go on."""
+        runner, context = self.runner, self.context
+        in_place = all(runner.already_in_place(name, context.built, context.rollout) for name in context.hosts)
+        baselines = {} if in_place else canary.measure_baseline(
+            runner.sampler, context.hosts + context.controls, context.schedule, runner.progress)
+        error = self.change()
+        if error:
+            runner.progress(f"  {error}")
+            return runner.end_in_rollback(context, error.splitlines()[0], EXIT_HOST_FAILED)
+        unchanged = all(runner.reports[name].status == HostStatus.OK for name in context.hosts)
+        if unchanged and not context.resumed:
+            runner.progress("  nothing changed: no bake needed")
+            self.record_verdict({"stage": context.number, "hosts": context.hosts,
+                                 "outcome": StageOutcome.UNCHANGED, "reasons": []})
+            return None
+        controls = self.controls_still_apart()
+        if context.schedule.settle > 0:
+            time.sleep(context.schedule.settle)  # let connections opened before the change finish
+        watched = canary.Bake(context.hosts, controls, baselines, new_control=context.built.name)
+        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.progress)
+        self.record_verdict({"stage": context.number, "hosts": context.hosts, "controls": controls,
+                             "outcome": verdict.outcome, "reasons": list(verdict.reasons),
+                             "source": context.rollout.health_source, "figures": figures(verdict)})
+        for reason in verdict.reasons:
+            runner.progress(f"  {reason}")
+        runner.progress(f"  verdict: {verdict.outcome}")
+        runner.crash_point("after-verdict")
+        return self.after(verdict)
+
+    def after(self, verdict: judge.Verdict) -> Result | None:
+        runner, context = self.runner, self.context
+        if verdict.passed and context.rollout.pause and not context.last:
+            if runner.wait_for_operator(context.rollout_id, context.number) == "abort":
+                return runner.end_in_rollback(context, f"aborted by the operator after stage {context.number}",
+                                              EXIT_ROLLED_BACK, RolloutStatus.ABORTED)
+        if verdict.passed:
+            return None
+        message = f"stage {context.number} did not pass ({verdict.outcome})"
+        if context.rollout.on_failure == "hold":
+            return runner.result(context.rollout_id, RolloutStatus.HELD, EXIT_NEEDS_ATTENTION,
+                                 message + "; holding as the plan says")
+        return runner.end_in_rollback(context, message, EXIT_ROLLED_BACK)
+
+    def record_verdict(self, record: dict) -> None:
+        self.context.done.verdicts.append(record)
+        self.runner.journal.event(self.context.rollout_id, self.context.number, "verdict", record)
+
+    def controls_still_apart(self) -> list[str]:
+        """The controls, less those whose namespaces were using a control this stage upgraded
+        on their kernel: one kernel holds one version of a name, so they run the new one too."""
+        runner, context = self.runner, self.context
+        facts = runner.facts
+        touched = {(facts[name]["boot_id"], user) for name in context.hosts
+                   for user in context.upgraded.get(name, ())}
+        sharing = [name for name in context.controls if name in facts
+                   and (facts[name]["boot_id"], facts[name]["netns"]) in touched]
+        if sharing:
+            runner.progress(f"  {', '.join(sharing)} share a kernel with this stage and run the new "
+                            "version too: they no longer count as control hosts")
+        return [name for name in context.controls if name not in sharing]
+
+    # -- the change ----------------------------------------------------------
+
+    def change(self) -> str | None:
+        """Load and activate on the stage's hosts, in one message per host; the first error.
+        Every host is journaled before it is asked, and counts as touched from then on."""
+        runner, context = self.runner, self.context
+        built, rollout = context.built, context.rollout
+        change_ids = runner.journal.intend(context.rollout_id, context.hosts, context.number, built.name, built.digest)
+        for name in context.hosts:
+            runner.reports[name].stage = context.number
+        context.done.changed.extend(context.hosts)
+        encoded = base64.b64encode(built.path.read_bytes()).decode()
+
+        def actions_for(name: str) -> list[dict]:
+            has_object = built.digest in runner.facts.get(name, {}).get("objects", [])
+            return [protocol.action("install", name=built.name, digest=built.digest,
+                                    object=None if has_object else encoded),
+                    protocol.action("activate", name=built.name, digest=built.digest,
+                                    default=rollout.scope.default, routes=list(rollout.scope.routes),
+                                    ecn=rollout.algorithm.ecn)]
+
+        def change_one(session):
+            answers = session.call(actions_for(session.target.name))
+            runner.crash_point("mid-change")  # this host changed, others may be changing now
+            return answers
+
+        outcomes = runner.phase(PHASE_CHANGE, context.hosts, change_one)
+        first_error = None
+        for name, outcome in outcomes.items():
+            error = outcome.failure()
+            if error:
+                runner.reports[name].fail(HostStatus.FAILED, error)
+                runner.journal.mark(change_ids[name], ChangeState.FAILED)
+                first_error = first_error or error
+                continue
+            installed, activated = outcome.answers
+            if installed.replaced:
+                runner.progress(f"  {name}: {built.name} upgraded in place from {installed.replaced[:12]}"
+                                f" (link {installed.link['link_id']} kept)")
+                context.upgraded[name] = installed.other_users or []
+            if installed.changed or activated.changed:
+                runner.journal.mark(change_ids[name], ChangeState.DONE, activated.previous)
+                runner.reports[name].status = HostStatus.CHANGED
+            else:  # already as the plan wants: a rollback of this rollout must not touch it
+                runner.journal.mark(change_ids[name], ChangeState.UNCHANGED)
+                runner.reports[name].status = HostStatus.OK
+        if first_error:
+            return first_error
+        runner.crash_point("after-change")
+        for name in context.hosts:
+            runner.progress(f"  {name}: {runner.reports[name].status}")
+        return None
