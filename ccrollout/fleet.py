@@ -86,6 +86,8 @@ class Session:
     the same channel: later calls start no process on the host. Its zip travels only when
     the host lacks that version (the bootstrap says so by exiting EXIT_MISSING)."""
 
+    commands_run = 0  # agents started by every session of this process (bench/fleet.py reports it)
+
     def __init__(self, target: Target, timeouts: Timeouts = Timeouts()):
         self.target, self.timeouts = target, timeouts
         connect_kwargs = {"banner_timeout": timeouts.connect, "auth_timeout": timeouts.connect}
@@ -199,6 +201,7 @@ class Session:
         channel.settimeout(self.timeouts.command)
         channel.exec_command(shlex.join(command))
         self.agents_started += 1
+        Session.commands_run += 1
         if code:
             channel.sendall(code)
         self._channel, self._lines = channel, channel.makefile("rb")

@@ -18,26 +18,24 @@ from . import judge
 
 @dataclass(frozen=True)
 class Sample:
-    """One reading of one host's counters."""
+    """One reading of one host's counters: segments sent and retransmitted since some
+    moment, for the whole namespace and, where the socket watcher runs, per control."""
 
     host: str
     time: float
-    sent: int
-    retransmitted: int
-    by_control: dict | None = None  # control -> {"sent", "retransmitted"}, from the socket watcher
+    total: judge.Window
+    by_control: dict[str, judge.Window] | None = None
 
-    def of_control(self, control: str) -> "Sample | None":
-        figures = (self.by_control or {}).get(control)
-        if figures is None:
-            return None
-        return Sample(self.host, self.time, figures["sent"], figures["retransmitted"])
+    def of_control(self, control: str) -> judge.Window | None:
+        return (self.by_control or {}).get(control)
 
 
 # hosts -> (a sample of each host that answered, the error of each that did not)
 Sampler = Callable[[list[str]], tuple[dict[str, Sample], dict[str, str]]]
 
 
-def window(start: Sample, end: Sample) -> judge.Window:
+def growth(start: judge.Window, end: judge.Window) -> judge.Window:
+    """What the counters grew by between two readings (a counter reset counts as no growth)."""
     return judge.Window(sent=max(0, end.sent - start.sent),
                         retransmitted=max(0, end.retransmitted - start.retransmitted))
 
@@ -66,9 +64,9 @@ class Recorder:
         control = self.focus.get(host)
         if control and start.by_control is not None and end.by_control is not None:
             self.per_control.add(host)
-            empty = Sample(host, start.time, 0, 0)  # the control's first connection opened just now
-            return window(start.of_control(control) or empty, end.of_control(control) or empty)
-        return window(start, end)
+            empty = judge.Window(0, 0)  # the control's first connection opened just now
+            return growth(start.of_control(control) or empty, end.of_control(control) or empty)
+        return growth(start.total, end.total)
 
     def of(self, hosts) -> dict[str, judge.Series]:
         return {host: self.series[host] for host in hosts if host not in self.unreachable}

@@ -11,15 +11,17 @@ from collections.abc import Sequence
 
 from ..plan import Stage
 
-# Without a size in the plan: as many controls as the stage has hosts, and at least this many.
+# Without a size in the plan: as many controls as the stage has hosts, within these bounds
+# (the judge pools the controls, so a few dozen tell as much as thousands would).
 MIN_DEFAULT_CONTROLS = 2
+MAX_DEFAULT_CONTROLS = 50
 
 
 def control_count(size: Stage | None, stage_hosts: int, all_hosts: int) -> int:
     """How many control hosts a stage wants: the plan's size (a number, or a percentage of
     all the rollout's hosts), else about the stage's own size."""
     if size is None:
-        return max(stage_hosts, MIN_DEFAULT_CONTROLS)
+        return min(max(stage_hosts, MIN_DEFAULT_CONTROLS), MAX_DEFAULT_CONTROLS)
     return size.batch_size(all_hosts) if size.size > 0 else 0
 
 

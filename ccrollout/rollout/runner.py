@@ -19,7 +19,7 @@ from ..host import protocol
 from ..journal import HostsLocked, Journal
 from ..plan import stage_batches
 from ..status import PENDING, ChangeState, HostStatus, RolloutStatus, StageOutcome
-from . import canary, controls
+from . import canary, controls, judge
 from .reports import HostReport, Result
 from .stage import RolloutProgress, StageContext, StageRun
 
@@ -104,8 +104,11 @@ class Runner:
                 errors[host] = error
                 continue
             answer = outcome.answer
-            samples[host] = canary.Sample(host, answer.time, answer.counters.get(SENT, 0),
-                                          answer.counters.get(RETRANSMITTED, 0), answer.by_control)
+            by_control = answer.by_control and {control: judge.Window(figures["sent"], figures["retransmitted"])
+                                                for control, figures in answer.by_control.items()}
+            samples[host] = canary.Sample(host, answer.time, judge.Window(answer.counters.get(SENT, 0),
+                                                                          answer.counters.get(RETRANSMITTED, 0)),
+                                          by_control)
         return samples, errors
 
     def gather(self, hosts: list[str], claim: dict | None = None) -> dict[str, str]:

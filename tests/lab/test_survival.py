@@ -11,7 +11,7 @@ from labkit import (HOSTS, assert_gone, ccrollout, default_of, host_state, roll_
                     write_plan)
 
 
-QUICK = {"stages": [1, "100%"], "baseline": "2s", "settle": "0s", "bake": "6s"}
+QUICK = {"stages": [1, "100%"], "baseline": "2s", "settle": "2.5s", "bake": "6s"}  # a sender connection: 2.3 s
 
 
 def read_until(process: subprocess.Popen, text: str) -> list[str]:
@@ -68,8 +68,8 @@ def test_a_paused_rollout_goes_on_when_promoted_and_rolls_back_when_aborted(flee
 
 
 @pytest.mark.parametrize("crash_at, plan_name", [
-    ("after-push+load", "good"),    # loaded and pinned, not yet anyone's default
-    ("after-activate", "good"),     # stage 1 changed, never judged
+    ("mid-change", "good"),         # a host answered its change, the journal was not told
+    ("after-change", "good"),       # stage 1 changed, never judged
     ("after-verdict", "good"),      # stage 1 judged, stage 2 not begun
     ("mid-rollback", "broken"),     # the hosts were undone, the journal was not told
 ])
@@ -100,7 +100,7 @@ def test_a_killed_controller_leaves_a_journal_that_rollback_can_follow(fleet, jo
 def test_resume_carries_on_a_rollout_whose_controller_died(fleet, journal_home, tmp_path):
     plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", **QUICK)
     try:
-        killed = start_apply(journal_home, fleet, plan, CCROLLOUT_TEST_CRASH_AT="after-activate")
+        killed = start_apply(journal_home, fleet, plan, CCROLLOUT_TEST_CRASH_AT="after-change")
         killed.communicate(timeout=120)
         assert killed.returncode == -9
         assert default_of("lab1") == "ccr_reno" and default_of("lab2") == "reno"

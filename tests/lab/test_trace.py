@@ -85,7 +85,7 @@ def test_an_interrupted_trace_detaches_its_probes(fleet, journal_home):
 
 def test_a_plan_whose_health_source_is_the_tracer_is_judged_on_its_figures(fleet, journal_home, tmp_path):
     plan = write_plan(tmp_path, "ccr_broken", "fixtures/ccr_broken.bpf.c", stages=[1, "100%"], baseline="2s",
-                      settle="0s", bake="6s", health={**LAB_HEALTH, "source": "trace"})
+                      settle="2.5s", bake="6s", health={**LAB_HEALTH, "source": "trace"})
     applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
     assert applied.returncode == 1, applied.stderr + applied.stdout
     assert "lab1: retransmissions from the tracer" in applied.stderr
@@ -103,7 +103,7 @@ def test_without_bcc_the_tracer_source_falls_back_with_a_note(fleet, journal_hom
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(open(fleet).read().replace("ansible_python_interpreter=/usr/bin/python3",
                                                     f"ansible_python_interpreter={bare}/bin/python3"))
-    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", settle="0s",
+    plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"], baseline="2s", settle="2.5s",
                       bake="6s", health={**LAB_HEALTH, "max_increase": "18%", "source": "trace"})
     try:
         applied = ccrollout(journal_home, "apply", "-i", str(inventory), str(plan))
