@@ -1,5 +1,5 @@
 """One rollout from plan to fleet: claims, preparing, the stages in order, finishing,
-resuming; and the manual rollback.
+resuming; and check mode.
 
 Every change is journaled before it is made. Hosts of later stages are never touched
 when an earlier stage fails. Only the hosts in play are connected: a stage's hosts and
@@ -8,123 +8,33 @@ are closed.
 """
 
 import os
-import signal
 import socket
 import time
 
-from .. import build, fleet
-from ..errors import (EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, HostFailed,
-                      InvalidInput)
+from .. import build
+from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, HostFailed, InvalidInput
 from ..host import protocol
 from ..journal import HostsLocked, Journal
 from ..plan import stage_batches
-from ..status import PENDING, ChangeState, HostStatus, RolloutStatus, StageOutcome
-from . import canary, controls, judge
-from .reports import HostReport, Result
+from ..status import HostStatus, RolloutStatus, StageOutcome
+from . import controls, diff
+from .reports import Result
+from .rollback import Rollbacks
 from .stage import RolloutProgress, StageContext, StageRun
 
 _OPERATOR_POLL_SECONDS = 0.5
 # How long a host stays claimed without hearing from the controller again, beyond the time
 # the rest of the rollout is planned to take: a dead controller's claims run out by themselves.
 HOST_LEASE_SECONDS = 600.0
-SENT, RETRANSMITTED = "OutSegs", "RetransSegs"
 
 
-def crash_point(name: str) -> None:
-    """A test hook: die here as a controller killed by the OOM killer or a power cut would
-    (CCROLLOUT_TEST_CRASH_AT=NAME), so tests can show that the journal still names everything."""
-    if os.environ.get("CCROLLOUT_TEST_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+class Runner(Rollbacks):
+    """Carries a rollout through its stages: claims, preparing, finishing and resuming (with
+    the hosts in play and the journal of Rollbacks). A context manager."""
 
-
-def undo_summary(answer: dict) -> str:
-    if answer.get("reverted_to"):
-        return f"back to version {answer['reverted_to'][:12]} in place"
-    if answer.get("note"):
-        return answer["note"]
-    return f"default {answer.get('restored') or 'unchanged'}" + (", unloaded" if answer.get("unloaded") else "")
-
-
-class Runner:
-    """Carries the fleet, the journal and the operator's options through one command.
-    A context manager: leaving it closes every session."""
-
-    crash_point = staticmethod(crash_point)
-
-    def __init__(self, inventory_hosts, journal: Journal, forks: int = 5, progress=print,
-                 timeouts: fleet.Timeouts = fleet.Timeouts(), preflight_all: bool = False, connect=None):
-        inventory_hosts = list(inventory_hosts)
-        self.targets = {host.name: fleet.Target.from_vars(host.name, host.vars) for host in inventory_hosts}
-        self.group_of = {host.name: controls.group_key(host.groups) for host in inventory_hosts}
-        self.journal, self.forks, self.progress = journal, forks, progress
-        self.timeouts, self.preflight_all = timeouts, preflight_all
-        # How a session is made: over SSH, or in-process for tests and simulations.
-        self._connect = connect or (lambda target: fleet.Session(target, timeouts))
-        self.sessions: dict[str, object] = {}
-        self.reports = {name: HostReport(name) for name in self.targets}
-        self.facts: dict[str, dict] = {}
-
-    def __enter__(self) -> "Runner":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.close_sessions(list(self.sessions))
-
-    def close_sessions(self, names) -> None:
-        for name in names:
-            session = self.sessions.pop(name, None)
-            if session is not None:
-                session.close()
-
-    def session(self, name: str):
-        if name not in self.sessions:
-            self.sessions[name] = self._connect(self.targets[name])
-        return self.sessions[name]
-
-    # -- reaching hosts -------------------------------------------------------
-
-    def call_all(self, hosts, actions: list[dict]) -> dict[str, fleet.Outcome]:
-        """One message of ACTIONS to every one of HOSTS (bookkeeping outside the timed phases)."""
-        return fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call(actions), self.forks)
-
-    def phase(self, phase: str, hosts, work) -> dict[str, fleet.Outcome]:
-        outcomes = fleet.fan_out({name: self.session(name) for name in hosts}, work, self.forks)
-        for name, outcome in outcomes.items():
-            self.reports[name].phases[phase] = round(self.reports[name].phases.get(phase, 0) + outcome.seconds, 3)
-        return outcomes
-
-    def sampler(self, hosts: list[str]) -> tuple[dict[str, canary.Sample], dict[str, str]]:
-        """One reading of HOSTS' counters, for the canary."""
-        samples, errors = {}, {}
-        for host, outcome in self.call_all(hosts, [protocol.action("counters")]).items():
-            if error := outcome.failure():
-                errors[host] = error
-                continue
-            answer = outcome.answer
-            by_control = answer.by_control and {control: judge.Window(figures["sent"], figures["retransmitted"])
-                                                for control, figures in answer.by_control.items()}
-            samples[host] = canary.Sample(host, answer.time, judge.Window(answer.counters.get(SENT, 0),
-                                                                          answer.counters.get(RETRANSMITTED, 0)),
-                                          by_control)
-        return samples, errors
-
-    def gather(self, hosts: list[str], claim: dict | None = None) -> dict[str, str]:
-        """Read HOSTS' facts (those not read yet) into self.facts, taking CLAIM (a lock
-        action) in the same message; the errors of the hosts that did not answer or refused."""
-        wanted = [name for name in hosts if name not in self.facts or claim]
-        actions = ([claim] if claim else []) + [protocol.action("facts")]
-        outcomes = self.phase("gather", wanted, lambda s: s.call(actions))
-        failures = {name: error for name, o in outcomes.items() if (error := o.failure())}
-        self.facts.update({name: o.answer.facts for name, o in outcomes.items() if name not in failures})
-        return failures
-
-    def refusals(self, hosts: list[str]) -> dict[str, str]:
-        """Hosts that cannot take a BPF control, with the reasons their facts give."""
-        return {name: f"{name}: " + "; ".join(self.facts[name]["problems"])
-                for name in hosts if self.facts.get(name, {}).get("problems")}
+    def __init__(self, inventory_hosts, journal: Journal, preflight_all: bool = False, **options):
+        super().__init__(inventory_hosts, journal, **options)
+        self.preflight_all = preflight_all
 
     # -- claims ---------------------------------------------------------------
 
@@ -136,9 +46,6 @@ class Runner:
         """Claim (or renew the claim on) HOSTS for this rollout; the hosts another holds."""
         outcomes = self.call_all(hosts, [self.claim_action(rollout_id, lease)])
         return {name: error for name, outcome in outcomes.items() if (error := outcome.failure())}
-
-    def release(self, rollout_id: str, hosts: list[str]) -> None:
-        self.call_all(hosts, [protocol.action("unlock", rollout=rollout_id)])
 
     # -- apply ---------------------------------------------------------------
 
@@ -182,14 +89,12 @@ class Runner:
         """Read HOSTS; refuse before any change if one cannot be reached or cannot take it."""
         failures = self.gather(hosts)
         if failures:
-            for name, error in failures.items():
-                self.reports[name].fail(HostStatus.UNREACHABLE, error)
+            self.report_failures(failures)
             raise HostFailed("nothing was changed; these hosts cannot be reached:\n  "
                              + "\n  ".join(failures.values()))
         refusals = self.refusals(hosts)
         if refusals:
-            for name, reason in refusals.items():
-                self.reports[name].fail(HostStatus.REFUSED, reason)
+            self.report_failures(refusals, HostStatus.REFUSED)
             raise HostFailed("nothing was changed; these hosts cannot take a BPF congestion control:\n  "
                              + "\n  ".join(refusals.values()))
 
@@ -258,8 +163,7 @@ class Runner:
         failures = self.gather(context.hosts, claim)
         failures.update(self.refusals(context.hosts))
         if failures:
-            for name, error in failures.items():
-                self.reports[name].fail(HostStatus.FAILED, error)
+            self.report_failures(failures, HostStatus.FAILED)
             message = "stage {} cannot begin: {}".format(context.number, next(iter(failures.values())))
             self.progress(f"  {message}")
             return self.end_in_rollback(context, message.splitlines()[0], EXIT_HOST_FAILED)
@@ -340,136 +244,23 @@ class Runner:
             self.progress(f"stage {number}: {', '.join(batch)}"
                           + (f" (control: {', '.join(stage_controls)})" if stage_controls else " (no control hosts)"))
         unreachable = self.gather(hosts)
+        self.report_failures(unreachable)
         would_change = 0
         for name in hosts:
-            report = self.reports[name]
             if name in unreachable:
-                report.fail(HostStatus.UNREACHABLE, unreachable[name])
                 continue
-            diff = self.diff(name, built, rollout)
+            changes = diff.diff(self.facts[name], built, rollout)
+            report = self.reports[name]
             report.status = (HostStatus.WOULD_REFUSE if self.facts[name].get("problems")
-                             else HostStatus.WOULD_CHANGE if diff else HostStatus.OK)
-            would_change += bool(diff)
+                             else HostStatus.WOULD_CHANGE if changes else HostStatus.OK)
+            would_change += bool(changes)
             self.progress(f"{name}: {report.status}")
-            for line in diff if show_diff else ():
+            for line in changes if show_diff else ():
                 self.progress(f"  {line}")
         message = f"{would_change} of {len(hosts)} hosts would change; nothing was changed"
         if unreachable or self.refusals(hosts):
             return Result(None, "unreachable" if unreachable else "refused", EXIT_HOST_FAILED, message, self.reports)
         return Result(None, "checked", EXIT_OK, message, self.reports)
 
-    def diff(self, name: str, built: build.BuiltObject, rollout) -> list[str]:
-        facts, scope = self.facts[name], rollout.scope
-        if facts.get("problems"):
-            return ["refuse: " + "; ".join(facts["problems"])]
-        managed = facts.get("managed", {}).get(built.name)
-        mine = facts.get("records", {}).get(built.name, {})
-        lines = []
-        if managed is None:
-            lines.append(f"load {built.name} {built.digest[:12]} on kernel {facts.get('boot_id', '?')[:8]}")
-        elif managed.get("digest") != built.digest:
-            sharing = len(managed.get("users", []))
-            lines.append(f"upgrade {built.name} in place: {(managed.get('digest') or '?')[:12]} -> "
-                         f"{built.digest[:12]} (kernel-wide: {sharing} namespaces use it)")
-        elif facts.get("netns") not in managed.get("users", []):
-            lines.append(f"use the {built.name} already loaded on this kernel")
-        elif mine.get("digests", [])[-1:] != [built.digest]:
-            lines.append(f"record version {built.digest[:12]} (the kernel already runs it)")
-        if scope.default and facts.get("default") != built.name:
-            lines.append(f"default: {facts.get('default')} -> {built.name}")
-        for prefix in scope.routes:
-            lines.append(f"route {prefix}: congctl {built.name} (unless already so)")
-        if rollout.algorithm.ecn and facts.get("ecn") != 1:
-            lines.append(f"net.ipv4.tcp_ecn: {facts.get('ecn')} -> 1")
-        return lines
-
     def already_in_place(self, name: str, built: build.BuiltObject, rollout) -> bool:
-        """What the gathered facts say; the host side still decides (and reports) for itself."""
-        facts, scope = self.facts.get(name, {}), rollout.scope
-        managed = facts.get("managed", {}).get(built.name, {})
-        mine = facts.get("records", {}).get(built.name, {})
-        return (managed.get("digest") == built.digest and facts.get("netns") in managed.get("users", [])
-                and mine.get("digests", [])[-1:] == [built.digest]
-                and (not scope.default or facts.get("default") == built.name) and not scope.routes
-                and (not rollout.algorithm.ecn or facts.get("ecn") == 1))
-
-    # -- rollback ------------------------------------------------------------
-
-    def roll_back_hosts(self, rollout_id: str, hosts: list[str]) -> bool:
-        """Undo ROLLOUT_ID's changes on HOSTS; True when every one of them is undone."""
-        wanted = set(hosts)
-        return self.undo([c for c in self.journal.changes(rollout_id, PENDING) if c.host in wanted])
-
-    def undo(self, changes) -> bool:
-        by_host = {change.host: change for change in changes}
-        missing = [host for host in by_host if host not in self.targets]
-        if missing:
-            self.progress(f"  not in the inventory, cannot roll back: {', '.join(missing)}")
-
-        def deactivate(session):
-            change = by_host[session.target.name]
-            return session.call([protocol.action("deactivate", name=change.algorithm, digest=change.digest,
-                                                 restore=change.previous_default)])
-
-        outcomes = self.phase("rollback", [h for h in by_host if h in self.targets], deactivate)
-        crash_point("mid-rollback")  # the hosts are undone, the journal does not know yet
-        undone, all_answered = self.rolled_back(outcomes)
-        for name, answer in undone.items():
-            self.journal.mark(by_host[name].id, ChangeState.UNDONE)
-            self.progress(f"  {name}: rolled back ({undo_summary(answer.fields)})")
-        return all_answered and not missing
-
-    def rolled_back(self, outcomes: dict[str, fleet.Outcome]) -> tuple[dict[str, protocol.Answer], bool]:
-        """The hosts whose rollback succeeded, with their answers; whether every one did."""
-        undone = {}
-        for name, outcome in outcomes.items():
-            if error := outcome.failure():
-                self.reports[name].fail(HostStatus.FAILED, error)
-                self.progress(f"  rollback failed: {error}")
-                continue
-            self.reports[name].status = HostStatus.ROLLED_BACK
-            undone[name] = outcome.answer
-        return undone, len(undone) == len(outcomes)
-
-    def rollback(self, rollout_id: str, only: set[str] | None = None) -> Result:
-        """Undo ROLLOUT_ID's changes (on the hosts in ONLY, for --limit; the rest wait)."""
-        changes = [c for c in self.journal.changes(rollout_id, PENDING) if only is None or c.host in only]
-        if not changes:
-            return Result(rollout_id, "nothing to do", EXIT_OK,
-                          f"rollout {rollout_id} has no change left to undo"
-                          + (" on these hosts" if only is not None else ""), self.reports)
-        started = time.monotonic()
-        undone = self.undo(changes)
-        left = len(self.journal.changes(rollout_id, PENDING))
-        status = (RolloutStatus.FAILED if not undone else RolloutStatus.PARTLY_ROLLED_BACK if left
-                  else RolloutStatus.ROLLED_BACK)
-        self.journal.finish_rollout(rollout_id, status)
-        if status == RolloutStatus.ROLLED_BACK:
-            # a dead controller's claims too: on every host the rollout ever changed
-            self.release(rollout_id, sorted({c.host for c in self.journal.changes(rollout_id)} & set(self.targets)))
-        message = (f"rolled back {len(changes)} hosts in {time.monotonic() - started:.1f}s"
-                   + (f"; {left} other hosts still carry this rollout" if left else "") if undone
-                   else "some hosts could not be rolled back; run rollback again")
-        return Result(rollout_id, status, EXIT_OK if undone else EXIT_NEEDS_ATTENTION, message, self.reports)
-
-    def rollback_from_hosts(self) -> Result:
-        """Undo whatever each host's own record says ccrollout changed there, newest first:
-        the way back when the controller's journal is lost."""
-        hosts = list(self.targets)
-        unreachable = self.gather(hosts)
-        for name, error in unreachable.items():
-            self.reports[name].fail(HostStatus.UNREACHABLE, error)
-        recorded = [name for name in hosts if self.facts.get(name, {}).get("records")]
-        outcomes = self.phase("rollback", recorded, lambda s: s.call([protocol.action("withdraw_all")]))
-        undone, all_answered = self.rolled_back(outcomes)
-        failed = bool(unreachable) or not all_answered
-        for name, answer in undone.items():
-            for item in answer.undone:
-                self.progress(f"  {name}: {item['name']} rolled back ({undo_summary(item)})")
-        for name in hosts:
-            if name not in unreachable and name not in recorded:
-                self.reports[name].status = HostStatus.OK
-        message = (f"rolled back what {len(recorded)} hosts recorded; {len(hosts) - len(recorded)} had nothing"
-                   if not failed else "some hosts could not be rolled back; run rollback --from-hosts again")
-        return Result(None, RolloutStatus.FAILED if failed else RolloutStatus.ROLLED_BACK,
-                      EXIT_NEEDS_ATTENTION if failed else EXIT_OK, message, self.reports)
+        return diff.already_in_place(self.facts.get(name, {}), built, rollout)

@@ -1,0 +1,95 @@
+"""The hosts a command works on: how each is reached, its report, its gathered facts, and
+calls to many of them at once, at most `forks` at a time.
+
+Sessions open on first use and close when the caller says a host is no longer in play,
+so a rollout never holds the whole fleet's connections at once.
+"""
+
+from .. import fleet
+from ..host import protocol
+from ..status import HostStatus
+from . import canary, controls, judge
+from .reports import HostReport
+
+SENT, RETRANSMITTED = "OutSegs", "RetransSegs"
+
+
+class HostsInPlay:
+    """A context manager: leaving it closes every session still open."""
+
+    def __init__(self, inventory_hosts, forks: int = 5, progress=print,
+                 timeouts: fleet.Timeouts = fleet.Timeouts(), connect=None):
+        inventory_hosts = list(inventory_hosts)
+        self.targets = {host.name: fleet.Target.from_vars(host.name, host.vars) for host in inventory_hosts}
+        self.group_of = {host.name: controls.group_key(host.groups) for host in inventory_hosts}
+        self.forks, self.progress, self.timeouts = forks, progress, timeouts
+        # How a session is made: over SSH, or in-process for tests and simulations.
+        self._connect = connect or (lambda target: fleet.Session(target, timeouts))
+        self.sessions: dict[str, object] = {}
+        self.reports = {name: HostReport(name) for name in self.targets}
+        self.facts: dict[str, dict] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.close_sessions(list(self.sessions))
+
+    def close_sessions(self, names) -> None:
+        for name in names:
+            session = self.sessions.pop(name, None)
+            if session is not None:
+                session.close()
+
+    def session(self, name: str):
+        if name not in self.sessions:
+            self.sessions[name] = self._connect(self.targets[name])
+        return self.sessions[name]
+
+    def call_all(self, hosts, actions: list[dict]) -> dict[str, fleet.Outcome]:
+        """One message of ACTIONS to every one of HOSTS (bookkeeping outside the timed phases)."""
+        return fleet.fan_out({n: self.session(n) for n in hosts}, lambda s: s.call(actions), self.forks)
+
+    def phase(self, phase: str, hosts, work) -> dict[str, fleet.Outcome]:
+        """WORK(session) on every one of HOSTS, its time counted to PHASE in their reports."""
+        outcomes = fleet.fan_out({name: self.session(name) for name in hosts}, work, self.forks)
+        for name, outcome in outcomes.items():
+            self.reports[name].phases[phase] = round(self.reports[name].phases.get(phase, 0) + outcome.seconds, 3)
+        return outcomes
+
+    def sampler(self, hosts: list[str]) -> tuple[dict[str, canary.Sample], dict[str, str]]:
+        """One reading of HOSTS' counters, for the canary."""
+        samples, errors = {}, {}
+        for host, outcome in self.call_all(hosts, [protocol.action("counters")]).items():
+            if error := outcome.failure():
+                errors[host] = error
+                continue
+            answer = outcome.answer
+            by_control = answer.by_control and {control: judge.Window(figures["sent"], figures["retransmitted"])
+                                                for control, figures in answer.by_control.items()}
+            total = judge.Window(answer.counters.get(SENT, 0), answer.counters.get(RETRANSMITTED, 0))
+            samples[host] = canary.Sample(host, answer.time, total, by_control)
+        return samples, errors
+
+    def gather(self, hosts: list[str], claim: dict | None = None) -> dict[str, str]:
+        """Read HOSTS' facts (those not read yet) into self.facts, taking CLAIM (a lock
+        action) in the same message; the errors of the hosts that did not answer or refused."""
+        wanted = [name for name in hosts if name not in self.facts or claim]
+        actions = ([claim] if claim else []) + [protocol.action("facts")]
+        outcomes = self.phase("gather", wanted, lambda s: s.call(actions))
+        failures = {name: error for name, o in outcomes.items() if (error := o.failure())}
+        self.facts.update({name: o.answer.facts for name, o in outcomes.items() if name not in failures})
+        return failures
+
+    def refusals(self, hosts: list[str]) -> dict[str, str]:
+        """Hosts that cannot take a BPF control, with the reasons their facts give."""
+        return {name: f"{name}: " + "; ".join(self.facts[name]["problems"])
+                for name in hosts if self.facts.get(name, {}).get("problems")}
+
+    def report_failures(self, failures: dict[str, str], status: HostStatus = HostStatus.UNREACHABLE) -> None:
+        """Report each host of FAILURES (host -> why) as STATUS."""
+        for name, error in failures.items():
+            self.reports[name].fail(status, error)
