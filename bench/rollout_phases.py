@@ -20,7 +20,7 @@ from ccrollout import lab
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = int(os.environ.get("BENCH_HOSTS", "6"))
-PHASES = ("gather", "push+load", "activate", "rollback")
+PHASES = ("gather", "change", "rollback")
 
 
 def ccrollout(home: Path, *args: str) -> subprocess.CompletedProcess:

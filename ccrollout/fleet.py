@@ -207,12 +207,16 @@ class Session:
         self._channel, self._lines = channel, channel.makefile("rb")
 
     def _ended_agent(self) -> tuple[int, str]:
-        """The exit status of an agent that stopped answering, and the last of what it said."""
+        """The exit status of an agent that stopped answering (-1 if it never says), and the
+        last of what it wrote on stderr."""
         channel = self._channel
         try:
             channel.shutdown_write()
             stderr = channel.makefile_stderr("rb").read()
-            status = channel.recv_exit_status()
+            deadline = time.monotonic() + self.timeouts.command
+            while not channel.exit_status_ready() and time.monotonic() < deadline and not channel.closed:
+                time.sleep(0.02)
+            status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         finally:
             self._stop_agent()
         detail = stderr.decode(errors="replace").strip().splitlines()[-3:]
