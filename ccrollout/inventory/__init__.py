@@ -31,12 +31,9 @@ inventory plugin configs are not run; there is no implicit ``localhost``.
 from __future__ import annotations
 
 import ast
-import fnmatch
-import ipaddress
 import os
 import re
 import shlex
-import string
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +45,10 @@ from ccrollout.diagnostics import (
     did_you_mean,
     format_doc_path,
     load_marked_yaml,
-    suggest,
 )
-from ccrollout.errors import InvalidInput
+
+from .model import Group, Host, Inventory
+from .patterns import expand_host_range, parse_host_and_port, split_host_pattern
 
 __all__ = [
     "Host",
@@ -66,345 +64,9 @@ YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 _IGNORED_NAMES = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$")
 _IGNORED_EXTENSIONS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
                        ".orig", ".cfg", ".retry")
-_MAX_RANGE_HOSTS = 100_000
 
 _SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
 _GROUP_NAME_RE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
-_BRACKETED_HOSTPORT_RE = re.compile(r"^\[(.+)\]:([0-9]+)$")
-_HOSTPORT_RE = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
-# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:].
-_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
-_PATTERN_TERM_RE = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
-
-
-@dataclass(frozen=True)
-class Host:
-    """One inventory host.
-
-    ``vars`` is the fully merged variable dict (group and host variables, files
-    included); ``groups`` every group the host belongs to, directly or through a
-    child group, in inventory order, ``all`` first.
-    """
-
-    name: str
-    vars: dict[str, Any] = field(default_factory=dict)
-    groups: tuple[str, ...] = ()
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    @property
-    def group_names(self) -> list[str]:
-        """Ansible's ``group_names``: sorted, without ``all`` and ``ungrouped``."""
-        return sorted(g for g in self.groups if g not in ("all", "ungrouped"))
-
-
-@dataclass(frozen=True, eq=False)
-class Group:
-    """One inventory group: its own variables (from the inventory sources, not
-    group_vars files), direct hosts, child and parent groups."""
-
-    name: str
-    vars: dict[str, Any]
-    hosts: tuple[str, ...]
-    children: tuple[str, ...]
-    parents: tuple[str, ...]
-    depth: int = 0
-    priority: int = 1
-
-
-class Inventory:
-    """Hosts and groups, and Ansible's host patterns over them."""
-
-    def __init__(self, hosts: dict[str, Host], groups: dict[str, Group], sources: Iterable[str] = (), *,
-                 export_group_vars: dict[str, dict[str, Any]] | None = None,
-                 export_host_vars: dict[str, dict[str, Any]] | None = None):
-        self.hosts: dict[str, Host] = dict(hosts)
-        self.groups: dict[str, Group] = dict(groups)
-        self.sources: tuple[str, ...] = tuple(sources)
-        self._group_hosts: dict[str, list[Host]] = {}
-        # For to_ansible_list(export=True): a group's own vars with its group_vars
-        # files, a host's own vars with its host_vars files.
-        self._export_group_vars = export_group_vars or {}
-        self._export_host_vars = export_host_vars or {}
-
-    def __repr__(self) -> str:
-        return f"Inventory({len(self.hosts)} hosts, {len(self.groups)} groups)"
-
-    def group_names(self) -> list[str]:
-        """All group names, sorted (as ``ansible`` lists them), ``all`` and ``ungrouped`` included."""
-        return sorted(self.groups)
-
-    def group_hosts(self, name: str) -> list[Host]:
-        """The hosts of a group and of its descendants, in Ansible's order:
-        the group's own hosts, then its children's, level by level."""
-        if name not in self._group_hosts:
-            ordered = [name, *self.groups[name].children]
-            seen: set[str] = set()
-            level = list(dict.fromkeys(ordered))
-            while level:
-                seen.update(level)
-                following: list[str] = []
-                for group in level:
-                    ordered.extend(self.groups[group].children)
-                    following.extend(self.groups[group].children)
-                level = [g for g in dict.fromkeys(following) if g not in seen]
-            hosts: dict[str, Host] = {}
-            for group in ordered:
-                for host in self.groups[group].hosts:
-                    hosts.setdefault(host, self.hosts[host])
-            self._group_hosts[name] = list(hosts.values())
-        return list(self._group_hosts[name])
-
-    # -- patterns ---------------------------------------------------------------
-
-    def select(self, pattern: str) -> list[Host]:
-        """The hosts an Ansible host pattern names, in the order ``ansible --list-hosts`` gives.
-
-        ``group``, ``host``, ``a:b`` / ``a,b`` (union), ``a:&b`` (intersection),
-        ``a:!b`` (exclusion), globs ``web*``, regexes ``~web\\d+``, subscripts
-        ``group[0]``, ``group[-1]``, ``group[0:2]`` (inclusive, as Ansible). Nothing
-        matched gives []. An invalid regex raises InvalidInput.
-        """
-        terms = _order_terms(split_host_pattern(pattern))
-        selected: list[Host] = []
-        for term in terms:
-            if term in self.hosts:
-                selected.append(self.hosts[term])
-                continue
-            matched = self._match_term(term)
-            if term[0] == "!":
-                excluded = {h.name for h in matched}
-                selected = [h for h in selected if h.name not in excluded]
-            elif term[0] == "&":
-                kept = {h.name for h in matched}
-                selected = [h for h in selected if h.name in kept]
-            else:
-                present = {h.name for h in selected}
-                selected.extend(h for h in matched if h.name not in present)
-        return list({h.name: h for h in selected}.values())
-
-    def unmatched_terms(self, pattern: str) -> list[str]:
-        """The terms of a pattern that name no group and match no host: likely typos."""
-        unmatched = []
-        for term in split_host_pattern(pattern):
-            bare = term[1:] if term[0] in "&!" else term
-            if bare in self.hosts:
-                continue
-            expression, _ = _split_subscript(bare)
-            if not self._match_names(self.groups, expression) and not self._match_names(self.hosts, expression):
-                unmatched.append(term)
-        return unmatched
-
-    def suggest(self, name: str) -> list[str]:
-        """Group or host names near ``name`` (for 'did you mean'), best first."""
-        bare = name.lstrip("&!")
-        bare, _ = _split_subscript(bare) if bare else (bare, None)
-        return suggest(bare, [*self.groups, *self.hosts], n=3)
-
-    def did_you_mean(self, name: str) -> str:
-        """``"; did you mean group 'lab'?"`` or ``""``."""
-        close = self.suggest(name)
-        if not close:
-            return ""
-        kind = "group" if close[0] in self.groups else "host"
-        return f"; did you mean {kind} {close[0]!r}?"
-
-    def _match_term(self, term: str) -> list[Host]:
-        bare = term[1:] if term[0] in "&!" else term
-        expression, subscript = _split_subscript(bare)
-        hosts: list[Host] = []
-        groups = self._match_names(self.groups, expression)
-        for group in groups:
-            hosts.extend(self.group_hosts(group))
-        if not groups or expression[0] == "~" or any(c in expression for c in ".?*["):
-            hosts.extend(self.hosts[name] for name in self._match_names(self.hosts, expression))
-        return _apply_subscript(hosts, subscript)
-
-    @staticmethod
-    def _match_names(names: Iterable[str], expression: str) -> list[str]:
-        try:
-            if expression[0] == "~":
-                matcher = re.compile(expression[1:])
-            else:
-                matcher = re.compile(fnmatch.translate(expression))
-        except re.error as exc:
-            raise InvalidInput(f"invalid host pattern {expression!r}: {exc}") from None
-        return [name for name in names if matcher.match(name)]
-
-    # -- output -------------------------------------------------------------------
-
-    def to_ansible_list(self, export: bool = False) -> dict[str, Any]:
-        """The inventory as ``ansible-inventory --list`` prints it.
-
-        Groups with ``hosts`` / ``children`` (empty keys and empty groups left out),
-        and ``_meta.hostvars`` with each host's merged variables. With ``export``,
-        as ``--list --export``: each group also carries its own ``vars`` and
-        hostvars are the host's own (inventory and host_vars) variables.
-        """
-        result: dict[str, Any] = {}
-        seen: set[str] = set()
-
-        def emit(name: str) -> None:
-            group = self.groups[name]
-            entry: dict[str, Any] = {}
-            if name != "all":
-                entry["hosts"] = list(group.hosts)
-            entry["children"] = list(group.children)
-            result[name] = entry
-            for child in group.children:
-                if child not in seen:
-                    seen.add(child)
-                    emit(child)
-            if export:
-                entry["vars"] = dict(self._export_group_vars.get(name, group.vars))
-            for key in [k for k, v in entry.items() if not v]:
-                del entry[key]
-            if not entry:
-                del result[name]
-
-        emit("all")
-        hostvars = {}
-        for host in self.hosts.values():
-            values = self._export_host_vars.get(host.name, {}) if export else host.vars
-            if values:
-                hostvars[host.name] = dict(values)
-        result["_meta"] = {"hostvars": hostvars}
-        return result
-
-
-# -- host patterns ------------------------------------------------------------------
-
-
-def split_host_pattern(pattern: str) -> list[str]:
-    """Split a pattern into terms: on commas if it has any, else on colons that are
-    not inside ``[...]`` (an IPv6 address stays whole)."""
-    if not isinstance(pattern, str):
-        raise InvalidInput(f"a host pattern must be a string, got {pattern!r}")
-    if "," in pattern:
-        terms = pattern.split(",")
-    else:
-        try:
-            ipaddress.IPv6Address(pattern.strip())
-            terms = [pattern]
-        except ValueError:
-            terms = _PATTERN_TERM_RE.findall(pattern)
-    return [t.strip() for t in terms if t.strip() and t.strip() not in ("&", "!")]
-
-
-def _order_terms(terms: list[str]) -> list[str]:
-    """Unions first, then intersections, then exclusions; only ``&``/``!`` terms mean 'all' first."""
-    regular = [t for t in terms if t[0] not in "&!"]
-    intersections = [t for t in terms if t[0] == "&"]
-    exclusions = [t for t in terms if t[0] == "!"]
-    return (regular or ["all"]) + intersections + exclusions
-
-
-def _split_subscript(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
-    if not pattern or pattern[0] == "~":
-        return pattern, None
-    match = _SUBSCRIPT_RE.match(pattern)
-    if not match:
-        return pattern, None
-    expression, index, start, _separator, end = match.groups()
-    if index:
-        return expression, (int(index), None)
-    return expression, (int(start), int(end) if end else -1)
-
-
-def _apply_subscript(hosts: list[Host], subscript: tuple[int, int | None] | None) -> list[Host]:
-    # Ansible's [x:y] is inclusive, and [x:] runs to the end.
-    if not hosts or not subscript:
-        return hosts
-    start, end = subscript
-    if end:
-        if end == -1:
-            end = len(hosts) - 1
-        return hosts[start:end + 1]
-    try:
-        return [hosts[start]]
-    except IndexError:
-        return []
-
-
-# -- host names and ranges ---------------------------------------------------------------
-
-
-def expand_host_range(pattern: str) -> list[str]:
-    """``web[01:03].x`` -> ``web01.x web02.x web03.x``; ``db-[a:c]``; ``n[0:10:5]``; several ranges.
-
-    Raises ValueError for a malformed range.
-    """
-    start = pattern.find("[")
-    if start < 0:
-        return [pattern]
-    end = pattern.find("]", start)
-    if end < 0:
-        raise ValueError(f"unclosed '[' in host range {pattern!r}")
-    head, body, tail = pattern[:start], pattern[start + 1:end], pattern[end + 1:]
-    bounds = body.split(":")
-    if len(bounds) not in (2, 3):
-        raise ValueError(f"a host range is [begin:end] or [begin:end:step], got [{body}] in {pattern!r}")
-    first, last = bounds[0] or "0", bounds[1]
-    if not last:
-        raise ValueError(f"a host range needs an end, got [{body}] in {pattern!r}")
-    step = 1
-    if len(bounds) == 3:
-        if not bounds[2].isdigit() or int(bounds[2]) < 1:
-            raise ValueError(f"a host range step must be a positive number, got [{body}] in {pattern!r}")
-        step = int(bounds[2])
-    if len(first) == 1 and len(last) == 1 and first in string.ascii_letters and last in string.ascii_letters:
-        low, high = string.ascii_letters.index(first), string.ascii_letters.index(last)
-        if low > high:
-            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
-        items = list(string.ascii_letters[low:high + 1:step])
-    elif first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
-        width = len(first) if first.startswith("0") and len(first) > 1 else 0
-        if width and len(last) != width:
-            raise ValueError(f"a zero-padded host range needs begin and end of the same width, "
-                             f"got [{body}] in {pattern!r}")
-        low, high = int(first), int(last)
-        if low > high:
-            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
-        if (high - low) // step + 1 > _MAX_RANGE_HOSTS:
-            raise ValueError(f"host range [{body}] in {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
-        items = [str(i).zfill(width) for i in range(low, high + 1, step)]
-    else:
-        raise ValueError(f"a host range is numeric like [01:20] or one letter to one letter "
-                         f"like [a:f], got [{body}] in {pattern!r}")
-    hosts: list[str] = []
-    for item in items:
-        hosts.extend(expand_host_range(head + item + tail))
-        if len(hosts) > _MAX_RANGE_HOSTS:
-            raise ValueError(f"host pattern {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
-    return hosts
-
-
-def _parse_host_pattern(text: str) -> tuple[list[str], int | None]:
-    """A host pattern with an optional ``:port`` -> (host names, port). ValueError if bad."""
-    text = text.strip()
-    port: int | None = None
-    match = _BRACKETED_HOSTPORT_RE.match(text) or _HOSTPORT_RE.match(text)
-    if match:
-        text, port = match.group(1), int(match.group(2))
-    elif text.endswith(":"):
-        raise ValueError(f"invalid host {text!r}: a trailing ':' must be followed by a port number")
-    if text.startswith("[") and text.endswith("]"):
-        try:  # [IPv6] without a port
-            ipaddress.IPv6Address(text[1:-1])
-            text = text[1:-1]
-        except ValueError:
-            pass
-    if not text:
-        raise ValueError("empty host name")
-    if text == "---":
-        raise ValueError("'---' is not a host name; is this a YAML file without a .yml or .yaml extension?")
-    try:
-        ipaddress.IPv6Address(text)
-        return [text], port
-    except ValueError:
-        pass
-    return expand_host_range(text), port
 
 
 def _parse_ini_value(text: str) -> Any:
@@ -586,7 +248,7 @@ class _Reader:
             if not item:
                 continue
             try:
-                names, port = _parse_host_pattern(item)
+                names, port = parse_host_and_port(item)
             except ValueError as exc:
                 self.error(source, 0, str(exc))
                 continue
@@ -715,7 +377,7 @@ class _Reader:
             raise ValueError(f"cannot read host line {line!r}: {exc}") from None
         if not tokens:
             return
-        names, port = _parse_host_pattern(tokens[0])
+        names, port = parse_host_and_port(tokens[0])
         variables: dict[str, Any] = {}
         for token in tokens[1:]:
             key, equals, value = token.partition("=")
@@ -807,7 +469,7 @@ class _Reader:
                                   f"after it for a host without variables)")
                         continue
                     try:
-                        names, port = _parse_host_pattern(pattern)
+                        names, port = parse_host_and_port(pattern)
                     except ValueError as exc:
                         error(at, str(exc), key=True)
                         continue
