@@ -30,25 +30,18 @@ inventory plugin configs are not run; there is no implicit ``localhost``.
 
 from __future__ import annotations
 
-import ast
 import os
 import re
-import shlex
-import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from ccrollout.diagnostics import (
-    Diagnostics,
-    YAMLSyntaxError,
-    did_you_mean,
-    format_doc_path,
-    load_marked_yaml,
-)
+from ccrollout.diagnostics import Diagnostics
 
 from .builder import InventoryBuilder
+from .ini import read_ini_inventory
 from .model import Group, Host, Inventory
 from .patterns import expand_host_range, parse_host_and_port, split_host_pattern
+from .yaml import YAML_EXTENSIONS, is_yaml_mapping, load_yaml_document, read_yaml_inventory
 
 __all__ = [
     "Host",
@@ -59,37 +52,10 @@ __all__ = [
     "split_host_pattern",
 ]
 
-YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 # Names skipped when a directory is an inventory source (Ansible's INVENTORY_IGNORE_*).
 _IGNORED_NAMES = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$")
 _IGNORED_EXTENSIONS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
                        ".orig", ".cfg", ".retry")
-
-_SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
-_GROUP_NAME_RE = re.compile(r"^([^:\]\s]+)\s*(?:#.*)?$")
-
-
-def _parse_ini_value(text: str) -> Any:
-    """Ansible's INI value rule: a Python literal if it is one, else the string."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
-    return _plain(value)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {_plain(k) if not isinstance(k, (list, dict)) else str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    if isinstance(value, complex) or value is Ellipsis:
-        return "..." if value is Ellipsis else str(value)
-    return value
 
 
 class _Reader:
@@ -158,199 +124,10 @@ class _Reader:
                                 "write the inventory as an INI or YAML file")
             return
         suffix = path.suffix.lower()
-        if suffix in YAML_EXTENSIONS:
-            self.read_yaml_inventory(file, text)
-        elif not suffix and self._is_yaml_mapping(text):
-            self.read_yaml_inventory(file, text)
+        if suffix in YAML_EXTENSIONS or (not suffix and is_yaml_mapping(text)):
+            read_yaml_inventory(self.builder, self.diagnostics, file, text)
         else:
-            self.read_ini_inventory(file, text)
-
-    @staticmethod
-    def _is_yaml_mapping(text: str) -> bool:
-        try:
-            return isinstance(load_marked_yaml(text).data, dict)
-        except YAMLSyntaxError:
-            return False
-
-    # INI
-
-    def read_ini_inventory(self, file: str, text: str) -> None:
-        builder = self.builder
-        pending: dict[str, dict[str, Any]] = {}
-        group, state = "ungrouped", "hosts"
-        for number, raw in enumerate(text.splitlines(), start=1):
-            line = raw.strip()
-            if not line or line[0] in "#;":
-                continue
-            try:
-                section = _SECTION_RE.match(line)
-                if section:
-                    group, state = section.group(1), section.group(2) or "hosts"
-                    if state not in ("hosts", "children", "vars"):
-                        state = "skip"
-                        raise ValueError(f"section [{line[1:line.index(']')]}] has unknown type "
-                                         f"{section.group(2)!r}; expected [{group}], [{group}:children] "
-                                         f"or [{group}:vars]")
-                    if group not in builder.groups:
-                        if state == "vars" and group not in pending:
-                            pending[group] = {"line": number, "state": "vars"}
-                        builder.add_group(group)
-                    if group in pending and state != "vars":
-                        if pending[group]["state"] == "children":
-                            self._add_pending_children(file, group, pending)
-                        else:
-                            del pending[group]
-                    continue
-                if line.startswith("[") and line.endswith("]"):
-                    state = "skip"
-                    raise ValueError(f"invalid section header {line!r}: a group name has no spaces, "
-                                     f"':' or ']', and the only section types are :children and :vars")
-                if state == "hosts":
-                    self._ini_host_line(file, line, group)
-                elif state == "vars":
-                    if "=" not in line:
-                        raise ValueError(f"expected key=value in [{group}:vars], got {line!r}")
-                    key, value = (part.strip() for part in line.split("=", 1))
-                    if not key:
-                        raise ValueError(f"expected key=value in [{group}:vars], got {line!r}")
-                    builder.set_group_variable(group, key, _parse_ini_value(value))
-                elif state == "children":
-                    match = _GROUP_NAME_RE.match(line)
-                    if not match:
-                        raise ValueError(f"expected a group name in [{group}:children], got {line!r}")
-                    child = match.group(1)
-                    if child in builder.groups:
-                        builder.add_child(group, child)
-                    elif child in pending:
-                        pending[child].setdefault("parents", []).append(group)
-                    else:
-                        pending[child] = {"line": number, "state": "children", "parents": [group]}
-            except ValueError as exc:
-                self.error(file, number, str(exc))
-        for name, declaration in pending.items():
-            if declaration["state"] == "vars":
-                self.error(file, declaration["line"],
-                           f"section [{name}:vars] is for a group that is not defined in this inventory"
-                           f"{did_you_mean(name, builder.groups)}")
-            else:
-                self.error(file, declaration["line"],
-                           f"section [{declaration['parents'][-1]}:children] names group {name!r}, "
-                           f"which has no [{name}] or [{name}:children] section"
-                           f"{did_you_mean(name, builder.groups)}")
-
-    def _add_pending_children(self, file: str, group: str, pending: dict[str, dict[str, Any]]) -> None:
-        declaration = pending.pop(group)
-        for parent in declaration.get("parents", []):
-            try:
-                self.builder.add_child(parent, group)
-            except ValueError as exc:
-                self.error(file, declaration["line"], str(exc))
-            if parent in pending and pending[parent]["state"] == "children":
-                self._add_pending_children(file, parent, pending)
-
-    def _ini_host_line(self, file: str, line: str, group: str) -> None:
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError as exc:
-            raise ValueError(f"cannot read host line {line!r}: {exc}") from None
-        if not tokens:
-            return
-        names, port = parse_host_and_port(tokens[0])
-        variables: dict[str, Any] = {}
-        for token in tokens[1:]:
-            key, equals, value = token.partition("=")
-            if not equals or not key:
-                raise ValueError(f"expected key=value after host {tokens[0]!r}, got {token!r}")
-            variables[key] = _parse_ini_value(value)
-        self.builder.add_hosts(names, group, port, variables)
-
-    # YAML
-
-    def read_yaml_inventory(self, file: str, text: str) -> None:
-        try:
-            document = load_marked_yaml(text)
-        except YAMLSyntaxError as exc:
-            self.error(file, exc.line, exc.message, exc.column)
-            return
-        for path, (first, line, column) in document.duplicate_keys.items():
-            self.error(file, line, f"{format_doc_path(path)}: key given twice (first at line {first})", column)
-        data = document.data
-        if data is None:
-            return
-        if not isinstance(data, dict):
-            self.error(file, 1, "a YAML inventory must be a mapping of group names "
-                                "(usually starting with 'all:')", 1)
-            return
-        if "plugin" in data:
-            line, column = document.mark(("plugin",), key=True)
-            self.error(file, line, "inventory plugin configurations are not supported; "
-                                   "list the hosts and groups instead", column)
-            return
-        for name, group_data in data.items():
-            self._yaml_group(file, document, name, group_data, (name,))
-
-    def _yaml_group(self, file: str, document: Any, name: Any, data: Any, path: tuple) -> str | None:
-        builder = self.builder
-
-        def error(at: tuple, message: str, key: bool = False) -> None:
-            line, column = document.mark(at, key=key)
-            self.error(file, line, f"{format_doc_path(at)}: {message}", column)
-
-        if not isinstance(name, str) or not name:
-            error(path, f"a group name must be a non-empty string, got {name!r}", key=True)
-            return None
-        if data is not None and not isinstance(data, dict):
-            error(path, f"group {name!r} must be a mapping with 'hosts', 'children' and/or 'vars', "
-                        f"got {type(data).__name__}")
-            return None
-        builder.add_group(name)
-        if data is None:
-            return name
-        for key, value in data.items():
-            if key not in ("hosts", "children", "vars"):
-                error(path + (key,), f"unknown key {key!r} in group {name!r}; a group has 'hosts', "
-                                     f"'children' and 'vars'{did_you_mean(key, ('hosts', 'children', 'vars'))}",
-                      key=True)
-                continue
-            if isinstance(value, str):
-                value = {value: None}
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                error(path + (key,), f"'{key}' of group {name!r} must be a mapping, got {type(value).__name__}")
-                continue
-            if key == "vars":
-                for var, var_value in value.items():
-                    try:
-                        builder.set_group_variable(name, var, var_value)
-                    except ValueError as exc:
-                        error(path + (key, var), str(exc))
-            elif key == "children":
-                for child, child_data in value.items():
-                    child_name = self._yaml_group(file, document, child, child_data, path + (key, child))
-                    if child_name is not None:
-                        try:
-                            builder.add_child(name, child_name)
-                        except ValueError as exc:
-                            error(path + (key, child), str(exc), key=True)
-            else:
-                for pattern, host_vars in value.items():
-                    at = path + (key, pattern)
-                    if not isinstance(pattern, str):
-                        error(at, f"a host name must be a string, got {pattern!r}", key=True)
-                        continue
-                    if host_vars is not None and not isinstance(host_vars, dict):
-                        error(at, f"the variables of host {pattern!r} must be a mapping, "
-                                  f"got {type(host_vars).__name__} (write '{pattern}:' with nothing "
-                                  f"after it for a host without variables)")
-                        continue
-                    try:
-                        names, port = parse_host_and_port(pattern)
-                    except ValueError as exc:
-                        error(at, str(exc), key=True)
-                        continue
-                    builder.add_hosts(names, name, port, host_vars)
-        return name
+            read_ini_inventory(self.builder, self.diagnostics, file, text)
 
     # group_vars / host_vars
 
@@ -389,14 +166,8 @@ class _Reader:
         if text.startswith("$ANSIBLE_VAULT;"):
             self.error(key, 1, "Ansible Vault encrypted files are not supported")
             return {}
-        try:
-            document = load_marked_yaml(text)
-        except YAMLSyntaxError as exc:
-            self.error(key, exc.line, exc.message, exc.column)
-            return {}
-        for dup_path, (first, line, column) in document.duplicate_keys.items():
-            self.error(key, line, f"{format_doc_path(dup_path)}: key given twice (first at line {first})", column)
-        if document.data is None:
+        document = load_yaml_document(self.diagnostics, key, text)
+        if document is None or document.data is None:
             return {}
         if not isinstance(document.data, dict):
             self.error(key, 1, f"a variables file must be a mapping of names to values, "
