@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ccrollout.errors import LabFailed
+from ccrollout.host.osutil import pid_alive, write_atomically
 
 DEFAULT_LAB_DIR = "/run/ccrollout-lab"
 _KILL_GRACE = 2.0
@@ -36,6 +37,13 @@ def lab_dir() -> Path:
 # Everything the lab puts into its directory; `down` removes these and nothing else.
 LAB_ENTRIES = {"lab.json", "id_ed25519", "id_ed25519.pub", "authorized_keys", "known_hosts",
                "ssh_config", "inventory.ini", "bpffs", "hosts", "sshd", "traffic"}
+# What a crash in write_atomically leaves beside a file (and earlier versions' ".tmp").
+_TEMPORARY_SUFFIX = re.compile(r"\.(?:[0-9a-f]+\.partial|tmp)$")
+
+
+def is_lab_entry(entry: str) -> bool:
+    """Whether the lab made this entry of its directory (a temporary of its files counts)."""
+    return _TEMPORARY_SUFFIX.sub("", entry) in LAB_ENTRIES
 
 
 class LabPaths:
@@ -82,21 +90,6 @@ def require_root() -> None:
 
 # --- processes ----------------------------------------------------------------------------
 
-def proc_alive(pid: int, marker: str | None = None) -> bool:
-    """True if pid runs (a zombie does not count) and, if given, its command line has marker."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-        if state in (b"Z", b"X"):
-            return False
-        if marker is not None:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                return marker.encode() in fh.read()
-        return True
-    except (OSError, IndexError):
-        return False
-
-
 def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -116,14 +109,14 @@ def file_identity(path: str):
 def pids_with_marker(marker: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid() and proc_alive(int(entry), marker):
+        if entry.isdigit() and int(entry) != os.getpid() and pid_alive(int(entry), marker):
             found.append(int(entry))
     return found
 
 
 def kill(pids) -> list[int]:
     """SIGTERM, a short grace, then SIGKILL. Returns the pids that still run."""
-    pids = [p for p in set(pids) if proc_alive(p)]
+    pids = [p for p in set(pids) if pid_alive(p)]
     for sig, grace in ((signal.SIGTERM, _KILL_GRACE), (signal.SIGKILL, _KILL_GRACE)):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -133,7 +126,7 @@ def kill(pids) -> list[int]:
             for pid in pids:
                 with contextlib.suppress(ChildProcessError, OSError):
                     os.waitpid(pid, os.WNOHANG)     # reap it if it is our own child
-            pids = [p for p in pids if proc_alive(p)]
+            pids = [p for p in pids if pid_alive(p)]
             if pids:
                 time.sleep(0.02)
         if not pids:
@@ -178,14 +171,6 @@ def locked(paths: LabPaths, create: bool):
         os.close(fd)
 
 
-def write(path: Path, text: str, mode=0o644) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def load_state(paths: LabPaths) -> dict:
     try:
         return json.loads(paths.state.read_text())
@@ -196,4 +181,4 @@ def load_state(paths: LabPaths) -> dict:
 
 
 def save_state(paths: LabPaths, state: dict) -> None:
-    write(paths.state, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    write_atomically(paths.state, json.dumps(state, indent=2, sort_keys=True) + "\n", mode=0o644)

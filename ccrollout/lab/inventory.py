@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ccrollout.lab.base import LabPaths, lab_dir, write
+from ccrollout.host.osutil import write_atomically
+from ccrollout.lab.base import LabPaths, lab_dir
 from ccrollout.lab.netns import host_address, host_index
 from ccrollout.lab.sshd import SSH_PORT
 
@@ -28,5 +29,5 @@ def write_client_files(paths: LabPaths, subnet, names) -> None:
                   f"ansible_ssh_private_key_file={paths.key}",
                   "ansible_python_interpreter=/usr/bin/python3",
                   f"ccrollout_known_hosts={paths.known_hosts}"]
-    write(paths.ssh_config, "\n".join(config) + "\n")
-    write(paths.inventory, "\n".join(inventory) + "\n")
+    write_atomically(paths.ssh_config, "\n".join(config) + "\n", mode=0o644)
+    write_atomically(paths.inventory, "\n".join(inventory) + "\n", mode=0o644)

@@ -17,7 +17,7 @@ from pathlib import Path
 from ccrollout.errors import LabFailed
 from ccrollout.lab import impairments, inventory, netns, sshd, traffic
 from ccrollout.lab.base import (
-    LAB_ENTRIES, LabPaths, file_identity, kill, lab_dir, load_state, locked, require_root, run,
+    LabPaths, file_identity, is_lab_entry, kill, lab_dir, load_state, locked, require_root, run,
     save_state)
 from ccrollout.lab.netns import (
     HUB_NS, ROOT_VETH, host_address, host_index, ip, lab_host_namespaces, lab_subnet,
@@ -85,7 +85,7 @@ def _check_lab_dir(paths: LabPaths) -> None:
     if st.st_uid != 0 or st.st_mode & 0o022:
         raise LabFailed(f"{paths.root} must belong to root and be writable by root only "
                         "(it holds the lab's authorized_keys)")
-    foreign = [e for e in os.listdir(paths.root) if e.removesuffix(".tmp") not in LAB_ENTRIES]
+    foreign = [e for e in os.listdir(paths.root) if not is_lab_entry(e)]
     if foreign:
         raise LabFailed(f"{paths.root} holds files the lab did not make ({', '.join(foreign)}):"
                         " set CCROLLOUT_LAB_DIR to a new or empty directory")
@@ -209,7 +209,7 @@ def _remove_lab_files(paths: LabPaths) -> None:
     if not paths.root.is_dir():
         return
     for entry in os.listdir(paths.root):
-        if entry.removesuffix(".tmp") not in LAB_ENTRIES:
+        if not is_lab_entry(entry):
             continue
         path = paths.root / entry
         if path.is_dir() and not path.is_symlink():
@@ -233,7 +233,7 @@ def leftovers() -> list[str]:
     found += [f"process {p}" for p in traffic.traffic_pids()]
     if paths.root.is_dir():
         entries = os.listdir(paths.root)
-        ours = [e for e in entries if e.removesuffix(".tmp") in LAB_ENTRIES]
+        ours = [e for e in entries if is_lab_entry(e)]
         if ours or not entries:
             found.append(f"{paths.root}: {', '.join(sorted(ours)) or 'empty directory'}")
     return found

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from ccrollout.errors import LabFailed
-from ccrollout.lab.base import LabPaths, kill, pids_with_marker, proc_alive, read_pid, run, write
+from ccrollout.host.osutil import pid_alive, write_atomically
+from ccrollout.lab.base import LabPaths, kill, pids_with_marker, read_pid, run
 from ccrollout.lab.netns import host_address, host_index
 
 SSH_PORT = 22
@@ -43,7 +44,7 @@ def ensure_client_key(paths: LabPaths) -> None:
              "-f", str(paths.key)])
     public = paths.key.with_suffix(".pub").read_text()
     if not paths.authorized_keys.exists() or paths.authorized_keys.read_text() != public:
-        write(paths.authorized_keys, public, 0o600)
+        write_atomically(paths.authorized_keys, public, mode=0o600)
 
 
 def _sshd_config(paths: LabPaths, subnet, name: str) -> str:
@@ -88,9 +89,9 @@ def ensure_sshd(paths: LabPaths, subnet, name: str) -> None:
     text = _sshd_config(paths, subnet, name)
     changed = not conf.exists() or conf.read_text() != text
     if changed:
-        write(conf, text)
+        write_atomically(conf, text, mode=0o644)
     pid = read_pid(d / "sshd.pid")
-    if pid and proc_alive(pid, str(conf)):
+    if pid and pid_alive(pid, str(conf)):
         if not changed:
             return
         kill([pid])
@@ -119,7 +120,7 @@ def lab_sshd_pids(paths: LabPaths) -> list[int]:
 def sshd_pid(paths: LabPaths, name: str) -> int | None:
     d = paths.sshd_dir(name)
     pid = read_pid(d / "sshd.pid")
-    return pid if pid and proc_alive(pid, str(d / "sshd_config")) else None
+    return pid if pid and pid_alive(pid, str(d / "sshd_config")) else None
 
 
 def wait_for_sshd(paths: LabPaths, subnet, names) -> None:
@@ -154,7 +155,7 @@ def write_known_hosts(paths: LabPaths, subnet, names) -> None:
         address = host_address(subnet, host_index(name))
         key_type, key = (paths.sshd_dir(name) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
         known.append(f"{name},{address} {key_type} {key}")
-    write(paths.known_hosts, "\n".join(known) + "\n")
+    write_atomically(paths.known_hosts, "\n".join(known) + "\n", mode=0o644)
 
 
 def verify_shared_bpffs(paths: LabPaths, names) -> None:

@@ -37,9 +37,9 @@ if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ccrollout.errors import LabFailed  # noqa: E402
+from ccrollout.host.osutil import pid_alive, write_atomically  # noqa: E402
 from ccrollout.lab.base import (  # noqa: E402
-    LabPaths, kill, lab_dir, load_state, locked, pids_with_marker, proc_alive, read_pid,
-    require_root, run, write)
+    LabPaths, kill, lab_dir, load_state, locked, pids_with_marker, read_pid, require_root, run)
 from ccrollout.lab.netns import (  # noqa: E402
     HUB_NS, host_name, lab_subnet, netns_names, sink_address)
 
@@ -205,10 +205,7 @@ def _daemonize(pidfile: str, logfile: str | None, ready):
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        tmp = f"{pidfile}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
-        os.replace(tmp, pidfile)
+        write_atomically(pidfile, f"{os.getpid()}\n", mode=0o644)
     except Exception as exc:   # report any start-up failure to the waiting parent
         os.write(wfd, f"labtraffic: {exc}".encode())
         os._exit(1)
@@ -307,12 +304,12 @@ def traffic_pids() -> list[int]:
 
 def sink_pid(paths: LabPaths) -> int | None:
     pid = read_pid(paths.traffic / "sink.pid")
-    return pid if pid and proc_alive(pid, _TRAFFIC_MARKER) else None
+    return pid if pid and pid_alive(pid, _TRAFFIC_MARKER) else None
 
 
 def sender_pid(paths: LabPaths, name: str) -> int | None:
     pid = read_pid(paths.traffic / f"{name}.pid")
-    return pid if pid and proc_alive(pid, _TRAFFIC_MARKER) else None
+    return pid if pid and pid_alive(pid, _TRAFFIC_MARKER) else None
 
 
 def _ensure_sink(paths: LabPaths, subnet, lifetime: float) -> None:
@@ -333,7 +330,7 @@ def _ensure_sink(paths: LabPaths, subnet, lifetime: float) -> None:
                           "--lifetime", lifetime, "--daemon",
                           "--pidfile", paths.traffic / "sink.pid",
                           "--logfile", paths.traffic / "sink.log")
-    write(expires_file, f"{time.time() + lifetime:.0f}\n")
+    write_atomically(expires_file, f"{time.time() + lifetime:.0f}\n", mode=0o644)
 
 
 def _lab_state_or_fail(paths: LabPaths) -> dict:
