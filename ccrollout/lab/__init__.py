@@ -41,6 +41,7 @@ per-host ``ccrollout_state_dir``), and the lab's own ``sshd/``, ``traffic/`` and
 
 CE marks only matter on ECN-capable connections: a control with TCP_CONG_NEEDS_ECN asks for
 ECN by itself; for others set ``net.ipv4.tcp_ecn=1`` in the host's namespace.
+
 Modules, each importing only those above it: ``base`` (paths, state, the lock, commands,
 processes), ``netns`` (namespaces, veths, the hub's bridge, addresses), ``sshd``, ``traffic``
 (the sink and senders, and starting them), ``impairments``, ``inventory``, and ``lifecycle``

@@ -282,7 +282,6 @@ def _remove_own_pidfile(pidfile: str) -> None:
         pass
 
 
-
 # --- the controller's side: starting and stopping them ------------------------------------
 
 def _traffic_cmd(ns: str, *args) -> list[str]:
