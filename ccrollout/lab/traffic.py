@@ -1,12 +1,11 @@
 """Traffic for the local lab: a sink that reads and discards, and bulk senders.
 
-Standard library only, so it runs under any python3 and by file path
-(``python3 .../labtraffic.py send ...``) as well as ``python3 -m ccrollout.labtraffic``.
-``ccrollout.lab`` starts these processes inside the lab's namespaces with
-``ip netns exec``; run by hand it looks like this::
+The sink runs in the hub, a sender on each host: this very file, run as a program inside
+the lab's namespaces, which the controller's side at the end of this file starts and stops
+(traffic_start, traffic_stop, transfer). By hand it looks like this::
 
-    ip netns exec ccrlab python3 -m ccrollout.labtraffic sink --bind 10.199.0.1
-    ip netns exec lab1 python3 -m ccrollout.labtraffic send --to 10.199.0.1 --once --seconds 3
+    ip netns exec ccrlab python3 -I ccrollout/lab/traffic.py sink --bind 10.199.0.1
+    ip netns exec lab1 python3 -I ccrollout/lab/traffic.py send --to 10.199.0.1 --once --seconds 3
 
 ``send --once`` prints one JSON object: {"bytes": ..., "seconds": ..., "congestion": ...}.
 
@@ -18,7 +17,10 @@ only for sockets created after it was activated, so a long-lived connection woul
 pick up a rollout.
 """
 
+from __future__ import annotations
+
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
@@ -27,8 +29,20 @@ import socket
 import sys
 import threading
 import time
+from pathlib import Path
 
-DEFAULT_SUBNET = "10.199.0.0/24"
+if not __package__:
+    # Run by file path, and isolated (-I): import the package from the tree this file is
+    # in, not whichever ccrollout the interpreter has installed.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from ccrollout.errors import LabFailed  # noqa: E402
+from ccrollout.host.osutil import pid_alive, write_atomically  # noqa: E402
+from ccrollout.lab.base import (  # noqa: E402
+    LabPaths, kill, lab_dir, load_state, locked, pids_with_marker, read_pid, require_root, run)
+from ccrollout.lab.netns import (  # noqa: E402
+    HUB_NS, host_name, lab_subnet, netns_names, sink_address)
+
 TRAFFIC_PORT = 5300          # the sink's port; the lab's loss/CE rules match only this port
 DEFAULT_LIFETIME = 900.0     # seconds a daemon lives at most
 BURST_SECONDS = 2.0          # a background sender's connection sends this long ...
@@ -37,18 +51,10 @@ MAX_LIFETIME = 24 * 3600.0
 _CHUNK = 256 * 1024
 _CONNECT_TIMEOUT = 3.0
 _IO_TIMEOUT = 2.0
-
-
-def lab_subnet() -> ipaddress.IPv4Network:
-    """The lab's /24: CCROLLOUT_LAB_SUBNET or the default."""
-    text = os.environ.get("CCROLLOUT_LAB_SUBNET", "").strip() or DEFAULT_SUBNET
-    try:
-        net = ipaddress.IPv4Network(text, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"CCROLLOUT_LAB_SUBNET={text!r} is not an IPv4 network: {exc}") from None
-    if net.prefixlen != 24 or not net.is_private:
-        raise ValueError(f"CCROLLOUT_LAB_SUBNET={text!r} must be a private /24")
-    return net
+LABTRAFFIC = os.path.abspath(__file__)
+# How a traffic process of the lab shows in /proc/PID/cmdline (see _traffic_cmd); precise
+# enough that an editor or a grep naming the file is never taken for one.
+_TRAFFIC_MARKER = f"\0-I\0{LABTRAFFIC}\0"
 
 
 def check_destination(address: str) -> None:
@@ -199,10 +205,7 @@ def _daemonize(pidfile: str, logfile: str | None, ready):
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        tmp = f"{pidfile}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
-        os.replace(tmp, pidfile)
+        write_atomically(pidfile, f"{os.getpid()}\n", mode=0o644)
     except Exception as exc:   # report any start-up failure to the waiting parent
         os.write(wfd, f"labtraffic: {exc}".encode())
         os._exit(1)
@@ -262,7 +265,7 @@ def main(argv=None) -> int:
                 ready()
             send_loop(args.to, args.port, args.lifetime, args.burst, args.pause,
                       args.congestion)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, LabFailed) as exc:
         print(f"labtraffic: {exc}", file=sys.stderr)
         return 1
     if args.daemon:
@@ -277,6 +280,142 @@ def _remove_own_pidfile(pidfile: str) -> None:
                 os.unlink(pidfile)
     except OSError:
         pass
+
+
+# --- the controller's side: starting and stopping them ------------------------------------
+
+def _traffic_cmd(ns: str, *args) -> list[str]:
+    # -I: isolated, so the script's own directory (ccrollout/lab/) never shadows a module.
+    return ["ip", "netns", "exec", ns, sys.executable, "-I", LABTRAFFIC, *map(str, args)]
+
+
+def _start_traffic_daemon(ns: str, what: str, *args) -> None:
+    proc = run(_traffic_cmd(ns, *args), check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise LabFailed(f"{what} did not start: {detail.removeprefix('labtraffic: ')}")
+
+
+def traffic_pids() -> list[int]:
+    """Every traffic process of the lab: senders, the sink, foreground transfers."""
+    return pids_with_marker(_TRAFFIC_MARKER)
+
+
+def sink_pid(paths: LabPaths) -> int | None:
+    pid = read_pid(paths.traffic / "sink.pid")
+    return pid if pid and pid_alive(pid, _TRAFFIC_MARKER) else None
+
+
+def sender_pid(paths: LabPaths, name: str) -> int | None:
+    pid = read_pid(paths.traffic / f"{name}.pid")
+    return pid if pid and pid_alive(pid, _TRAFFIC_MARKER) else None
+
+
+def _ensure_sink(paths: LabPaths, subnet, lifetime: float) -> None:
+    """Start the sink, or restart it if it would end before `lifetime` seconds from now."""
+    expires_file = paths.traffic / "sink.expires"
+    pid = sink_pid(paths)
+    if pid:
+        try:
+            expires = float(expires_file.read_text())
+        except (OSError, ValueError):
+            expires = 0.0
+        if expires >= time.time() + lifetime:
+            return
+        kill([pid])
+    paths.traffic.mkdir(exist_ok=True)
+    _start_traffic_daemon(HUB_NS, "the traffic sink", "sink",
+                          "--bind", sink_address(subnet), "--port", TRAFFIC_PORT,
+                          "--lifetime", lifetime, "--daemon",
+                          "--pidfile", paths.traffic / "sink.pid",
+                          "--logfile", paths.traffic / "sink.log")
+    write_atomically(expires_file, f"{time.time() + lifetime:.0f}\n", mode=0o644)
+
+
+def _lab_state_or_fail(paths: LabPaths) -> dict:
+    state = load_state(paths)
+    if not state.get("hosts") or HUB_NS not in netns_names():
+        raise LabFailed("the lab is not up: run `ccrollout lab up`")
+    return state
+
+
+def traffic_start(hosts=None, lifetime: float = DEFAULT_LIFETIME,
+                  congestion: str | None = None) -> dict:
+    """Start background bulk senders on `hosts` (names or numbers; default: all), each
+    opening a new connection to the sink every ~2 s, until traffic_stop() or `lifetime`
+    seconds. A host that already has a sender keeps it. Returns {host: sender pid}."""
+    require_root()
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or \
+            not 0 < lifetime <= MAX_LIFETIME:
+        raise LabFailed(f"lifetime must be in (0, {MAX_LIFETIME:g}] seconds")
+    paths = LabPaths(lab_dir())
+    with locked(paths, create=False):
+        state = _lab_state_or_fail(paths)
+        subnet = ipaddress.IPv4Network(state["subnet"])
+        names = [f"lab{i}" for i in range(1, state["hosts"] + 1)] if hosts is None else \
+            [host_name(h, state) for h in ([hosts] if isinstance(hosts, (str, int)) else hosts)]
+        _ensure_sink(paths, subnet, lifetime)
+        started = {}
+        for name in names:
+            pid = sender_pid(paths, name)
+            if not pid:
+                args = ["send", "--to", sink_address(subnet), "--port", TRAFFIC_PORT,
+                        "--lifetime", lifetime, "--daemon",
+                        "--pidfile", paths.traffic / f"{name}.pid",
+                        "--logfile", paths.traffic / f"{name}.log"]
+                if congestion:
+                    args += ["--congestion", congestion]
+                _start_traffic_daemon(name, f"traffic on {name}", *args)
+                pid = sender_pid(paths, name)
+            started[name] = pid
+    return started
+
+
+def traffic_stop() -> None:
+    """Stop every traffic process of the lab: senders, the sink, foreground transfers."""
+    require_root()
+    paths = LabPaths(lab_dir())
+    kill(traffic_pids())
+    if paths.traffic.is_dir():
+        for pidfile in paths.traffic.glob("*.pid"):
+            with contextlib.suppress(FileNotFoundError):
+                pidfile.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (paths.traffic / "sink.expires").unlink()
+
+
+def transfer(host, seconds: float = 3.0, congestion: str | None = None) -> dict:
+    """One bounded foreground transfer from `host` to the sink on a new connection
+    (setsockopt TCP_CONGESTION first if `congestion` is given). Starts the sink if needed.
+    Returns {"bytes": sent, "seconds": took, "congestion": the control the socket used}."""
+    require_root()
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+            not 0 < seconds <= 600:
+        raise LabFailed(f"seconds must be in (0, 600], not {seconds!r}")
+    paths = LabPaths(lab_dir())
+    with locked(paths, create=False):
+        state = _lab_state_or_fail(paths)
+        name = host_name(host, state)
+        subnet = ipaddress.IPv4Network(state["subnet"])
+        if not sink_pid(paths):
+            _ensure_sink(paths, subnet, seconds + 60)
+    args = ["send", "--once", "--seconds", seconds, "--to", sink_address(subnet),
+            "--port", TRAFFIC_PORT]
+    if congestion:
+        args += ["--congestion", congestion]
+    proc = run(_traffic_cmd(name, *args), timeout=seconds + 30, check=False)
+    try:
+        if proc.returncode == 0:
+            return json.loads(proc.stdout)
+    except ValueError:
+        pass
+    detail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    raise LabFailed(f"transfer from {name} failed: {detail.removeprefix('labtraffic: ')}")
+
+
+def run_transfer(host, seconds: float = 3.0, congestion: str | None = None) -> int:
+    """transfer(...)["bytes"]: bytes sent by one bounded transfer from `host`."""
+    return transfer(host, seconds, congestion)["bytes"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""Ansible's host patterns and host ranges.
+
+Selection patterns (``a:b``, ``a:&b``, ``a:!b``, ``~regex``, globs, subscripts
+``group[0:2]``) are split and ordered here and applied by ``Inventory.select``;
+host entries in an inventory (``web[01:20].example.com:2222``) are expanded here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+import string
+from typing import Iterable, TypeVar
+
+from ccrollout.errors import InvalidInput
+
+_MAX_RANGE_HOSTS = 100_000
+
+_BRACKETED_HOSTPORT_RE = re.compile(r"^\[(.+)\]:([0-9]+)$")
+_HOSTPORT_RE = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
+# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:].
+_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+_PATTERN_TERM_RE = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
+
+# (start, None) is one index; (start, end) an inclusive slice, end -1 meaning 'to the last'.
+Subscript = tuple[int, int | None]
+Item = TypeVar("Item")
+
+
+# -- selection patterns ------------------------------------------------------------------
+
+
+def split_host_pattern(pattern: str) -> list[str]:
+    """Split a pattern into terms: on commas if it has any, else on colons that are
+    not inside ``[...]`` (an IPv6 address stays whole)."""
+    if not isinstance(pattern, str):
+        raise InvalidInput(f"a host pattern must be a string, got {pattern!r}")
+    if "," in pattern:
+        terms = pattern.split(",")
+    else:
+        try:
+            ipaddress.IPv6Address(pattern.strip())
+            terms = [pattern]
+        except ValueError:
+            terms = _PATTERN_TERM_RE.findall(pattern)
+    return [t.strip() for t in terms if t.strip() and t.strip() not in ("&", "!")]
+
+
+def order_terms(terms: list[str]) -> list[str]:
+    """Unions first, then intersections, then exclusions; only ``&``/``!`` terms mean 'all' first."""
+    regular = [t for t in terms if t[0] not in "&!"]
+    intersections = [t for t in terms if t[0] == "&"]
+    exclusions = [t for t in terms if t[0] == "!"]
+    return (regular or ["all"]) + intersections + exclusions
+
+
+def split_subscript(pattern: str) -> tuple[str, Subscript | None]:
+    """``web[1:3]`` -> ``("web", (1, 3))``; a pattern without a subscript comes back whole."""
+    if not pattern or pattern[0] == "~":
+        return pattern, None
+    match = _SUBSCRIPT_RE.match(pattern)
+    if not match:
+        return pattern, None
+    expression, index, start, _separator, end = match.groups()
+    if index:
+        return expression, (int(index), None)
+    return expression, (int(start), int(end) if end else -1)
+
+
+def apply_subscript(items: list[Item], subscript: Subscript | None) -> list[Item]:
+    # Ansible's [x:y] is inclusive, and [x:] runs to the end.
+    if not items or not subscript:
+        return items
+    start, end = subscript
+    if end:
+        if end == -1:
+            end = len(items) - 1
+        return items[start:end + 1]
+    try:
+        return [items[start]]
+    except IndexError:
+        return []
+
+
+def match_names(names: Iterable[str], expression: str) -> list[str]:
+    """The names a glob, or a ``~regex``, matches. InvalidInput for an invalid regex."""
+    try:
+        if expression[0] == "~":
+            matcher = re.compile(expression[1:])
+        else:
+            matcher = re.compile(fnmatch.translate(expression))
+    except re.error as exc:
+        raise InvalidInput(f"invalid host pattern {expression!r}: {exc}") from None
+    return [name for name in names if matcher.match(name)]
+
+
+# -- host entries and ranges ---------------------------------------------------------------
+
+
+def expand_host_range(pattern: str) -> list[str]:
+    """``web[01:03].x`` -> ``web01.x web02.x web03.x``; ``db-[a:c]``; ``n[0:10:5]``; several ranges.
+
+    Raises ValueError for a malformed range.
+    """
+    start = pattern.find("[")
+    if start < 0:
+        return [pattern]
+    end = pattern.find("]", start)
+    if end < 0:
+        raise ValueError(f"unclosed '[' in host range {pattern!r}")
+    head, body, tail = pattern[:start], pattern[start + 1:end], pattern[end + 1:]
+    bounds = body.split(":")
+    if len(bounds) not in (2, 3):
+        raise ValueError(f"a host range is [begin:end] or [begin:end:step], got [{body}] in {pattern!r}")
+    first, last = bounds[0] or "0", bounds[1]
+    if not last:
+        raise ValueError(f"a host range needs an end, got [{body}] in {pattern!r}")
+    step = 1
+    if len(bounds) == 3:
+        if not bounds[2].isdigit() or int(bounds[2]) < 1:
+            raise ValueError(f"a host range step must be a positive number, got [{body}] in {pattern!r}")
+        step = int(bounds[2])
+    if len(first) == 1 and len(last) == 1 and first in string.ascii_letters and last in string.ascii_letters:
+        low, high = string.ascii_letters.index(first), string.ascii_letters.index(last)
+        if low > high:
+            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
+        items = list(string.ascii_letters[low:high + 1:step])
+    elif first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
+        width = len(first) if first.startswith("0") and len(first) > 1 else 0
+        if width and len(last) != width:
+            raise ValueError(f"a zero-padded host range needs begin and end of the same width, "
+                             f"got [{body}] in {pattern!r}")
+        low, high = int(first), int(last)
+        if low > high:
+            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
+        if (high - low) // step + 1 > _MAX_RANGE_HOSTS:
+            raise ValueError(f"host range [{body}] in {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
+        items = [str(i).zfill(width) for i in range(low, high + 1, step)]
+    else:
+        raise ValueError(f"a host range is numeric like [01:20] or one letter to one letter "
+                         f"like [a:f], got [{body}] in {pattern!r}")
+    hosts: list[str] = []
+    for item in items:
+        hosts.extend(expand_host_range(head + item + tail))
+        if len(hosts) > _MAX_RANGE_HOSTS:
+            raise ValueError(f"host pattern {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
+    return hosts
+
+
+def parse_host_and_port(text: str) -> tuple[list[str], int | None]:
+    """A host entry with an optional ``:port`` -> (host names, port). ValueError if bad."""
+    text = text.strip()
+    port: int | None = None
+    match = _BRACKETED_HOSTPORT_RE.match(text) or _HOSTPORT_RE.match(text)
+    if match:
+        text, port = match.group(1), int(match.group(2))
+    elif text.endswith(":"):
+        raise ValueError(f"invalid host {text!r}: a trailing ':' must be followed by a port number")
+    if text.startswith("[") and text.endswith("]"):
+        try:  # [IPv6] without a port
+            ipaddress.IPv6Address(text[1:-1])
+            text = text[1:-1]
+        except ValueError:
+            pass
+    if not text:
+        raise ValueError("empty host name")
+    if text == "---":
+        raise ValueError("'---' is not a host name; is this a YAML file without a .yml or .yaml extension?")
+    try:
+        ipaddress.IPv6Address(text)
+        return [text], port
+    except ValueError:
+        pass
+    return expand_host_range(text), port

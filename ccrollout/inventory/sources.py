@@ -1,0 +1,102 @@
+"""``-i`` sources: files, directories of them, and ``a,b,`` host lists.
+
+A file is YAML by its extension (``.yml``, ``.yaml``, ``.json``); an extension-less
+file is tried as YAML first, as Ansible's plugin order does, and anything else is INI.
+Executable inventory scripts are refused rather than run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+from ccrollout.diagnostics import Diagnostics
+
+from .builder import InventoryBuilder
+from .ini import read_ini_inventory
+from .patterns import parse_host_and_port
+from .yaml import YAML_EXTENSIONS, is_yaml_mapping, read_yaml_inventory
+
+# Names skipped when a directory is an inventory source (Ansible's INVENTORY_IGNORE_*).
+_IGNORED_NAMES = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$")
+_IGNORED_EXTENSIONS = (".pyc", ".pyo", ".swp", ".bak", "~", ".rpm", ".md", ".txt", ".rst",
+                       ".orig", ".cfg", ".retry")
+
+
+def read_sources(builder: InventoryBuilder, diagnostics: Diagnostics, sources: Iterable[str]) -> list[str]:
+    """Read every source into ``builder``; returns the directories whose group_vars/host_vars apply."""
+    reader = _SourceReader(builder, diagnostics)
+    vars_directories: list[str] = []
+    for source in sources:
+        base = reader.read_source(source)
+        if base is not None:
+            vars_directories.append(base)
+    return vars_directories
+
+
+class _SourceReader:
+    def __init__(self, builder: InventoryBuilder, diagnostics: Diagnostics):
+        self.builder = builder
+        self.diagnostics = diagnostics
+
+    def error(self, file: str, line: int, message: str) -> None:
+        self.diagnostics.add(file, line, 0, message)
+
+    def read_source(self, source: str) -> str | None:
+        """Read one ``-i`` source; returns the directory whose group_vars/host_vars apply."""
+        path = Path(os.path.expanduser(source))
+        if not path.exists():
+            if "," in source:
+                self.read_host_list(source)
+                return None
+            self.error(source, 0, "inventory source not found")
+            return None
+        if path.is_dir():
+            self.read_directory(path)
+            return str(path)
+        self.read_file(path)
+        return str(path.parent)
+
+    def read_host_list(self, source: str) -> None:
+        for item in source.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                names, port = parse_host_and_port(item)
+            except ValueError as exc:
+                self.error(source, 0, str(exc))
+                continue
+            self.builder.add_hosts(names, "ungrouped", port)
+
+    def read_directory(self, directory: Path) -> None:
+        for entry in sorted(os.listdir(directory)):
+            if _IGNORED_NAMES.search(entry) or entry.endswith(_IGNORED_EXTENSIONS):
+                continue
+            path = directory / entry
+            if path.is_dir():
+                self.read_directory(path)
+            elif path.is_file():
+                self.read_file(path)
+
+    def read_file(self, path: Path) -> None:
+        file = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            self.error(file, 0, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
+            return
+        except OSError as exc:
+            self.error(file, 0, f"cannot read: {exc.strerror or exc}")
+            return
+        if text.startswith("#!") and os.access(path, os.X_OK):
+            self.error(file, 1, "executable inventory scripts are not supported; "
+                                "write the inventory as an INI or YAML file")
+            return
+        suffix = path.suffix.lower()
+        if suffix in YAML_EXTENSIONS or (not suffix and is_yaml_mapping(text)):
+            read_yaml_inventory(self.builder, self.diagnostics, file, text)
+        else:
+            read_ini_inventory(self.builder, self.diagnostics, file, text)

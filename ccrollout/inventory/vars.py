@@ -1,0 +1,121 @@
+"""group_vars/ and host_vars/ files, and the order in which variables merge.
+
+Ansible's defaults, later wins and top-level keys are replaced: inventory ``all``
+vars < inventory group vars (by depth, ``ansible_group_priority``, name) <
+``group_vars/all`` < ``group_vars/GROUP`` (same order) < inventory host vars <
+``host_vars/HOST``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from ccrollout.diagnostics import Diagnostics
+
+from .builder import InventoryBuilder
+from .yaml import YAML_EXTENSIONS, load_yaml_document
+
+
+class VarsFiles:
+    """The group_vars/ and host_vars/ beside each inventory source, each file read once."""
+
+    def __init__(self, diagnostics: Diagnostics, directories: list[str]):
+        self.diagnostics = diagnostics
+        self.directories = list(directories)
+        self._file_vars: dict[str, dict[str, Any]] = {}
+        self._entity_vars: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def merged(self, kind: str, entities: list[str]) -> dict[str, Any]:
+        """The ``kind`` ("group_vars" or "host_vars") variables of ``entities``, later ones winning."""
+        merged: dict[str, Any] = {}
+        for base in self.directories:  # source by source, then entity by entity, as Ansible
+            for entity in entities:
+                merged.update(self.read(base, kind, entity))
+        return merged
+
+    def read(self, base: str, kind: str, entity: str) -> dict[str, Any]:
+        """Variables from ``base/kind/entity{,.yml,.yaml,.json}`` or ``base/kind/entity/``."""
+        if not entity or "/" in entity or entity in (".", ".."):
+            return {}
+        cache_key = (base, kind, entity)
+        if cache_key not in self._entity_vars:
+            self._entity_vars[cache_key] = {}
+            directory = Path(base) / kind
+            if directory.is_dir():
+                stem = directory / entity
+                for candidate in (stem, *(stem.with_name(entity + ext) for ext in YAML_EXTENSIONS)):
+                    if candidate.is_dir():
+                        files = _vars_dir_files(candidate)
+                    elif candidate.is_file():
+                        files = [candidate]
+                    else:
+                        continue
+                    for file in files:
+                        self._entity_vars[cache_key].update(self._read_file(file))
+                    break
+        return self._entity_vars[cache_key]
+
+    def _read_file(self, path: Path) -> dict[str, Any]:
+        key = str(path)
+        if key in self._file_vars:
+            return self._file_vars[key]
+        self._file_vars[key] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            self.diagnostics.add(key, 0, 0, f"cannot read variables file: {exc}")
+            return {}
+        if text.startswith("$ANSIBLE_VAULT;"):
+            self.diagnostics.add(key, 1, 0, "Ansible Vault encrypted files are not supported")
+            return {}
+        document = load_yaml_document(self.diagnostics, key, text)
+        if document is None or document.data is None:
+            return {}
+        if not isinstance(document.data, dict):
+            self.diagnostics.add(key, 1, 1, f"a variables file must be a mapping of names to values, "
+                                            f"got {type(document.data).__name__}")
+            return {}
+        self._file_vars[key] = document.data
+        return document.data
+
+
+def _vars_dir_files(directory: Path) -> list[Path]:
+    found: list[Path] = []
+    for entry in sorted(os.listdir(directory)):
+        if entry.startswith(".") or entry.endswith("~"):
+            continue
+        path = directory / entry
+        extension = os.path.splitext(entry)[1]
+        if path.is_dir() and not extension:
+            found.extend(_vars_dir_files(path))
+        elif path.is_file() and (not extension or extension in YAML_EXTENSIONS):
+            found.append(path)
+    return found
+
+
+def sort_groups(builder: InventoryBuilder, depths: dict[str, int], names: Iterable[str]) -> list[str]:
+    """Groups in merge order: by depth, then ``ansible_group_priority``, then name."""
+    return sorted(names, key=lambda g: (depths[g], builder.groups[g].priority, g))
+
+
+def host_variables(builder: InventoryBuilder, files: VarsFiles, host: str,
+                   groups: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(merged, own) variables of ``host``: everything in precedence order, and only
+    its own (inventory and host_vars). ``groups`` are its groups but ``all``, in merge order."""
+    data = builder.hosts[host]
+    merged: dict[str, Any] = dict(builder.groups["all"].vars)
+    for group in groups:
+        merged.update(builder.groups[group].vars)
+    merged.update(files.merged("group_vars", ["all"]))
+    merged.update(files.merged("group_vars", groups))
+    merged.update(data.vars)
+    own_files = files.merged("host_vars", [host])
+    merged.update(own_files)
+    return merged, {**data.vars, **own_files}
+
+
+def group_own_variables(builder: InventoryBuilder, files: VarsFiles, group: str) -> dict[str, Any]:
+    """A group's own variables: from the inventory, then its group_vars files."""
+    return {**builder.groups[group].vars, **files.merged("group_vars", [group])}
