@@ -18,6 +18,7 @@ import time
 from . import facts, layout, routes
 from .facts import read_state
 from .libbpf import MIN_VERSION, Libbpf, LibbpfError, shared
+from .osutil import write_atomically
 
 _DEFAULT_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
 _ECN_SYSCTL = "/proc/sys/net/ipv4/tcp_ecn"
@@ -131,11 +132,7 @@ def receive_object(state_dir: str, digest: str, encoded: str) -> None:
     if actual != digest:
         raise ActionError(f"object digest mismatch: built {digest[:12]}, received {actual[:12]}")
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(path + ".partial", "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(path + ".partial", path)
+    write_atomically(path, data, durable=True)
 
 
 def verified_object(state_dir: str, digest: str) -> str:
