@@ -10,7 +10,7 @@ file system shared between containers.
 
 The state directory (per host, from the inventory):
     STATE_DIR/objects/DIGEST.bpf.o   objects as pushed, kept by digest
-    STATE_DIR/state.json             what ccrollout changed here and what it replaced
+    STATE_DIR/state.json             what ccrollout changed here and what it replaced (state.py)
 """
 
 import os
