@@ -13,6 +13,8 @@ The state directory (per host, from the inventory):
     STATE_DIR/state.json             what ccrollout changed here and what it replaced (state.py)
 """
 
+from __future__ import annotations
+
 import os
 
 BPFFS = "/sys/fs/bpf"

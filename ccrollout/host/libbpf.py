@@ -5,6 +5,8 @@ log (it carries the verifier's log on rejection), attach its struct_ops map
 as a link, pin it, open a pinned link, and read a link's ids.
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import errno

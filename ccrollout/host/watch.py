@@ -4,6 +4,8 @@ samples still count. It runs detached from the SSH command that starts it, ends 
 after its lifetime (a controller that dies cannot leave it running), and writes its totals
 to STATE_DIR/ledger.json, which the `counters` action reads."""
 
+from __future__ import annotations
+
 import json
 import os
 import select
