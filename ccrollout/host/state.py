@@ -156,14 +156,14 @@ class _Malformed(Exception):
 
 
 # (what a reader is told to expect, the check)
-Kind = Tuple[str, Callable[[object], bool]]
-_STRING: Kind = ("a string", lambda value: isinstance(value, str))
-_STRINGS: Kind = ("a list of strings", lambda value: isinstance(value, list)
+_Kind = Tuple[str, Callable[[object], bool]]
+_STRING: _Kind = ("a string", lambda value: isinstance(value, str))
+_STRINGS: _Kind = ("a list of strings", lambda value: isinstance(value, list)
                   and all(isinstance(item, str) for item in value))
-_NUMBER: Kind = ("a number", lambda value: isinstance(value, (int, float)) and not isinstance(value, bool))
-_INTEGER: Kind = ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool))
-_BOOLEAN: Kind = ("true or false", lambda value: isinstance(value, bool))
-_OBJECT: Kind = ("an object", lambda value: isinstance(value, dict))
+_NUMBER: _Kind = ("a number", lambda value: isinstance(value, (int, float)) and not isinstance(value, bool))
+_INTEGER: _Kind = ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool))
+_BOOLEAN: _Kind = ("true or false", lambda value: isinstance(value, bool))
+_OBJECT: _Kind = ("an object", lambda value: isinstance(value, dict))
 _REQUIRED = object()
 
 
@@ -179,7 +179,7 @@ def _object(value: object, where: str, known: tuple[str, ...]) -> dict:
     return value
 
 
-def _field(document: dict, key: str, where: str, kind: Kind, default: object = _REQUIRED,
+def _field(document: dict, key: str, where: str, kind: _Kind, default: object = _REQUIRED,
            nullable: bool = False):
     if key not in document:
         if default is _REQUIRED:
