@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_NEEDS_ATTENTION, UserError
+from .host.osutil import pid_alive
 from .status import FINISHED, ChangeState, RolloutStatus
 
 
@@ -26,15 +27,6 @@ class HostsLocked(UserError):
 
     exit_code = EXIT_NEEDS_ATTENTION
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollouts (
@@ -134,7 +126,7 @@ class Journal:
             return
         lines = []
         for (rollout_id, controller, pid), locked in held.items():
-            if controller == socket.gethostname() and not _alive(pid):
+            if controller == socket.gethostname() and not pid_alive(pid):
                 state = (f"its controller (pid {pid}) is gone: see `ccrollout history`, then "
                          f"`ccrollout rollback {rollout_id}`")
             else:
@@ -153,7 +145,7 @@ class Journal:
         if row is None:
             return None
         machine, pid = row
-        return machine, pid, machine != socket.gethostname() or _alive(pid)
+        return machine, pid, machine != socket.gethostname() or pid_alive(pid)
 
     def take_over(self, rollout_id: str, hosts) -> None:
         """This controller carries on a rollout whose own controller died."""

@@ -5,32 +5,27 @@ leaves what it touched as it found it; the controller decides what else to
 undo. Policy (which control, where, when to roll back) is never decided here.
 """
 
+from __future__ import annotations
+
 import base64
 import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import subprocess
 import time
 
-from . import facts, layout, routes
-from .facts import read_state
+from . import facts, layout, routes, state
+from .errors import ActionError
 from .libbpf import MIN_VERSION, Libbpf, LibbpfError, shared
+from .osutil import write_atomically
+from .state import Claim, ControlRecord, HostState
 
 _DEFAULT_SYSCTL = "/proc/sys/net/ipv4/tcp_congestion_control"
 _ECN_SYSCTL = "/proc/sys/net/ipv4/tcp_ecn"
 _ALLOWED_SYSCTL = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
 _FALLBACK_DEFAULTS = ("cubic", "reno")
-
-
-class ActionError(Exception):
-    """A refusal with a reason for the operator (and the verifier's log, if any)."""
-
-    def __init__(self, message: str, log: str = ""):
-        super().__init__(message)
-        self.log = log
 
 
 def libbpf() -> Libbpf:
@@ -42,19 +37,6 @@ def libbpf() -> Libbpf:
         found = ".".join(map(str, bpf.version()))
         raise ActionError(f"libbpf {found} is too old: struct_ops links need 1.2 or newer")
     return bpf
-
-
-# -- the host's own record ---------------------------------------------------
-
-def write_state(state_dir: str, state: dict) -> None:
-    path = layout.state_file(state_dir)
-    os.makedirs(state_dir, exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
-        json.dump(state, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)  # atomic: a crash leaves the old record or the new one
 
 
 # -- helpers -----------------------------------------------------------------
@@ -131,11 +113,7 @@ def receive_object(state_dir: str, digest: str, encoded: str) -> None:
     if actual != digest:
         raise ActionError(f"object digest mismatch: built {digest[:12]}, received {actual[:12]}")
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(path + ".partial", "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(path + ".partial", path)
+    write_atomically(path, data, durable=True)
 
 
 def verified_object(state_dir: str, digest: str) -> str:
@@ -240,11 +218,6 @@ def _wait_unregistered(name: str) -> None:
         time.sleep(0.05)
 
 
-def _history(record: dict) -> list[str]:
-    """The versions this namespace has used, oldest first (records before 0.2 kept one)."""
-    return record.setdefault("digests", [record["digest"]] if record.get("digest") else [])
-
-
 def install(state_dir: str, name: str, digest: str, encoded_object: str | None = None) -> dict:
     """Load NAME from the object (once per kernel), or update the loaded one in place to this
     version, and mark this namespace a user."""
@@ -259,11 +232,11 @@ def install(state_dir: str, name: str, digest: str, encoded_object: str | None =
         if os.path.exists(layout.link_pin(name)):
             current = layout.loaded_digest(name)
             if current != digest:
-                state = read_state(state_dir)
-                record = state["controls"].get(name)
-                if record is not None and _history(record)[-1:] != [digest]:
-                    _history(record).append(digest)  # before the change: a rollback reverts it
-                    write_state(state_dir, state)
+                host = state.load(state_dir)
+                record = host.controls.get(name)
+                if record is not None and record.digest != digest:
+                    record.digests.append(digest)  # before the change: a rollback reverts it
+                    state.save(state_dir, host)
                 _update_in_place(name, object_path, digest)
                 replaced, changed = current or "unknown", True
         else:
@@ -299,7 +272,7 @@ def _write_sysctl(path: str, value: str, what: str) -> None:
         raise ActionError(f"cannot set {what} to {value}: {os.strerror(exc.errno or errno.EIO)}") from None
 
 
-def _allow(record: dict, name: str) -> None:
+def _allow(record: ControlRecord, name: str) -> None:
     """Keep NAME in tcp_allowed_congestion_control, so unprivileged sockets may choose it.
     Controls built with TCP_CONG_NON_RESTRICTED are there by themselves."""
     allowed = facts.allowed_congestion_controls()
@@ -309,13 +282,13 @@ def _allow(record: dict, name: str) -> None:
         raise ActionError(f"{name} is not in net.ipv4.tcp_allowed_congestion_control, and only the "
                           "initial network namespace may change that list (build the control with "
                           "TCP_CONG_NON_RESTRICTED)")
-    record["allowed_added"] = True
+    record.allowed_added = True
     _write_sysctl(_ALLOWED_SYSCTL, " ".join(allowed + [name]), "tcp_allowed_congestion_control")
 
 
-def _disallow(record: dict, name: str) -> bool:
+def _disallow(record: ControlRecord, name: str) -> bool:
     allowed = facts.allowed_congestion_controls()
-    if not record.get("allowed_added") or name not in allowed:
+    if not record.allowed_added or name not in allowed:
         return False
     _write_sysctl(_ALLOWED_SYSCTL, " ".join(cc for cc in allowed if cc != name),
                   "tcp_allowed_congestion_control")
@@ -329,32 +302,32 @@ def activate(state_dir: str, name: str, digest: str, default: bool = True, prefi
     if name not in facts.available_congestion_controls():
         raise ActionError(f"{name} is not registered on this kernel")
     current = facts.default_congestion_control()
-    state = read_state(state_dir)
-    record = state["controls"].get(name)
+    host = state.load(state_dir)
+    record = host.controls.get(name)
     if record is None:
-        record = state["controls"][name] = {"previous_default": current, "digests": [digest],
-                                            "since": time.time(), "routes": {}}
-    new_version = _history(record)[-1:] != [digest]
+        record = host.controls[name] = ControlRecord(digests=[digest], previous_default=current,
+                                                     since=time.time())
+    new_version = record.digest != digest
     if new_version:
-        _history(record).append(digest)
-    record["digest"] = digest
-    record.setdefault("routes", {})
-    record["default"] = bool(default)
+        record.digests.append(digest)
+    record.default = bool(default)
     # A control loaded again since this namespace last chose it (a lost pin, a reboot) has a new
     # link: choosing it again is a change, even where the default already reads its name.
     link = facts.pinned_link_ids(name)
-    rebound = record.get("link_id") not in (None, link and link["link_id"])
-    record["link_id"] = link and link["link_id"]
-    if ecn:
-        record.setdefault("previous_ecn", facts.tcp_ecn())
+    link_id = link["link_id"] if link else None
+    rebound = record.link_id not in (None, link_id)
+    record.link_id = link_id
+    if ecn and record.previous_ecn is None:
+        record.previous_ecn = facts.tcp_ecn()
     try:
         for prefix in prefixes:
-            record["routes"].setdefault(prefix, {"previous": routes.exact(prefix)})
+            if prefix not in record.routes:
+                record.routes[prefix] = routes.exact(prefix)
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
-    write_state(state_dir, state)  # written before the change, so a rollback knows what to restore
+    state.save(state_dir, host)  # written before the change, so a rollback knows what to restore
     _allow(record, name)
-    write_state(state_dir, state)
+    state.save(state_dir, host)
     # Written even when it already reads NAME: after a reboot or a lost pin the name may
     # point at a control that is no longer registered, and writing it binds the loaded one.
     if default:
@@ -365,11 +338,11 @@ def activate(state_dir: str, name: str, digest: str, default: bool = True, prefi
         changed = True
     try:
         for prefix in prefixes:
-            changed |= routes.activate(prefix, name, record["routes"][prefix]["previous"])
+            changed |= routes.activate(prefix, name, record.routes[prefix])
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
     return {"changed": changed, "default": facts.default_congestion_control(),
-            "previous": record["previous_default"], "routes": list(prefixes), "ecn": facts.tcp_ecn()}
+            "previous": record.previous_default, "routes": list(prefixes), "ecn": facts.tcp_ecn()}
 
 
 def _restore_default(name: str, wanted: str | None) -> str:
@@ -392,24 +365,22 @@ def deactivate(state_dir: str, name: str, digest: str | None = None, restore: st
     """Undo what the rollout of NAME at DIGEST changed in this namespace. Where it upgraded
     the control, that means the version before (in place); where it brought the control,
     restoring the previous default, routes and ECN, and unloading it if this was the last user."""
-    state = read_state(state_dir)
-    record = state["controls"].get(name)
+    host = state.load(state_dir)
+    record = host.controls.get(name)
     if record is not None and digest is not None:
-        history = _history(record)
-        if digest not in history:
+        if digest not in record.digests:
             return {"changed": False, "restored": None, "unloaded": False,
                     "note": f"{name} {digest[:12]} was never in use here"}
-        if len(history) > 1:
-            return _revert_version(state_dir, state, name, digest)
-    return _withdraw(state_dir, state, name, record or {}, restore)
+        if len(record.digests) > 1:
+            return _revert_version(state_dir, host, name, digest)
+    return _withdraw(state_dir, host, name, record or ControlRecord(), restore)
 
 
-def _revert_version(state_dir: str, state: dict, name: str, digest: str) -> dict:
-    record = state["controls"][name]
-    history = record["digests"]
+def _revert_version(state_dir: str, host: HostState, name: str, digest: str) -> dict:
+    history = host.controls[name].digests
     if history[-1] != digest:  # a later version is on top: this one is simply forgotten
         history.remove(digest)
-        write_state(state_dir, state)
+        state.save(state_dir, host)
         return {"changed": False, "restored": None, "unloaded": False,
                 "note": f"{name} {digest[:12]} was already replaced by a later version"}
     previous = history[-2]
@@ -418,24 +389,23 @@ def _revert_version(state_dir: str, state: dict, name: str, digest: str) -> dict
         if os.path.exists(layout.link_pin(name)) and layout.loaded_digest(name) != previous:
             _update_in_place(name, verified_object(state_dir, previous), previous)
     history.pop()
-    record["digest"] = previous
-    write_state(state_dir, state)
+    state.save(state_dir, host)
     return {"changed": True, "restored": None, "unloaded": False, "reverted_to": previous}
 
 
-def _withdraw(state_dir: str, state: dict, name: str, record: dict, restore: str | None) -> dict:
+def _withdraw(state_dir: str, host: HostState, name: str, record: ControlRecord, restore: str | None) -> dict:
     changed = False
     restored = None
     if facts.default_congestion_control() == name:
-        restored = _restore_default(name, restore or record.get("previous_default"))
+        restored = _restore_default(name, restore or record.previous_default)
         changed = True
     try:
-        for prefix, route in record.get("routes", {}).items():
-            changed |= routes.restore(prefix, name, route.get("previous"))
+        for prefix, previous in record.routes.items():
+            changed |= routes.restore(prefix, name, previous)
     except routes.RouteError as exc:
         raise ActionError(str(exc)) from None
-    if record.get("previous_ecn") is not None and facts.tcp_ecn() != record["previous_ecn"]:
-        _write_sysctl(_ECN_SYSCTL, str(record["previous_ecn"]), "net.ipv4.tcp_ecn")
+    if record.previous_ecn is not None and facts.tcp_ecn() != record.previous_ecn:
+        _write_sysctl(_ECN_SYSCTL, str(record.previous_ecn), "net.ipv4.tcp_ecn")
         changed = True
     unloaded = False
     if os.path.isdir(layout.control_dir(name)):
@@ -448,20 +418,20 @@ def _withdraw(state_dir: str, state: dict, name: str, record: dict, restore: str
                 changed |= _disallow(record, name)
                 _unload(name)
                 unloaded = changed = True
-    if name in state["controls"]:
-        del state["controls"][name]
-        write_state(state_dir, state)
+    if name in host.controls:
+        del host.controls[name]
+        state.save(state_dir, host)
     return {"changed": changed, "restored": restored, "unloaded": unloaded}
 
 
 def withdraw_all(state_dir: str) -> dict:
     """Undo everything this host's record says ccrollout changed in this namespace, newest
     first (for a rollback when the controller's own journal is lost)."""
-    state = read_state(state_dir)
-    order = sorted(state["controls"], key=lambda name: state["controls"][name].get("since", 0), reverse=True)
+    controls = state.load(state_dir).controls
+    order = sorted(controls, key=lambda name: controls[name].since or 0, reverse=True)
     undone = []
     for name in order:
-        result = _withdraw(state_dir, read_state(state_dir), name, state["controls"][name], None)
+        result = _withdraw(state_dir, state.load(state_dir), name, controls[name], None)
         undone.append({"name": name, **result})
     return {"changed": any(item["changed"] for item in undone), "undone": undone}
 
@@ -471,26 +441,26 @@ def drift(state_dir: str) -> dict:
     problems = []
     available = facts.available_congestion_controls()
     netns = facts.netns_id()
-    controls = read_state(state_dir)["controls"]
+    controls = state.load(state_dir).controls
     for name, record in controls.items():
         if not os.path.exists(layout.link_pin(name)):
             problems.append(f"{name}: its pin is gone (a reboot, or removed by hand)")
         elif name not in available:
             problems.append(f"{name}: pinned but not registered")
         else:
-            loaded, wanted = layout.loaded_digest(name), _history(record)[-1:]
-            if wanted and loaded != wanted[0]:
+            loaded = layout.loaded_digest(name)
+            if record.digest and loaded != record.digest:
                 problems.append(f"{name}: the kernel runs version {(loaded or 'unknown')[:12]}, "
-                                f"this host was given {wanted[0][:12]} (another namespace of this "
+                                f"this host was given {record.digest[:12]} (another namespace of this "
                                 "kernel changed it?)")
         if netns not in layout.users(name):
             problems.append(f"{name}: this namespace is not marked as a user")
-        if record.get("default", True) and facts.default_congestion_control() != name:
+        if record.default and facts.default_congestion_control() != name:
             problems.append(f"{name}: the default is {facts.default_congestion_control()}")
-        for prefix in record.get("routes", {}):
+        for prefix in record.routes:
             if routes.congctl_of(prefix) != name:
                 problems.append(f"{name}: the route to {prefix} no longer uses it")
-        if record.get("previous_ecn") is not None and facts.tcp_ecn() != 1:
+        if record.previous_ecn is not None and facts.tcp_ecn() != 1:
             problems.append(f"{name}: net.ipv4.tcp_ecn is {facts.tcp_ecn()}, not 1")
     return {"changed": False, "drift": problems, "managed": sorted(controls)}
 
@@ -498,22 +468,22 @@ def drift(state_dir: str) -> dict:
 def lock(state_dir: str, rollout: str, controller: str, lease_seconds: float) -> dict:
     """Claim this host for ROLLOUT until the lease runs out (renewed by claiming again). A
     controller that dies cannot keep a host forever: its claim simply expires."""
-    state = read_state(state_dir)
-    held = state.get("lock")
+    host = state.load(state_dir)
+    held = host.lock
     now = time.time()
-    if held and held["rollout"] != rollout and held["expires"] > now:
-        raise ActionError(f"locked by rollout {held['rollout']} of {held['controller']} for "
-                          f"{held['expires'] - now:.0f}s more (the claim expires by itself)")
-    state["lock"] = {"rollout": rollout, "controller": controller, "expires": now + lease_seconds}
-    write_state(state_dir, state)
-    return {"changed": False, "renewed": bool(held and held["rollout"] == rollout)}
+    if held and held.rollout != rollout and held.expires > now:
+        raise ActionError(f"locked by rollout {held.rollout} of {held.controller} for "
+                          f"{held.expires - now:.0f}s more (the claim expires by itself)")
+    host.lock = Claim(rollout=rollout, controller=controller, expires=now + lease_seconds)
+    state.save(state_dir, host)
+    return {"changed": False, "renewed": bool(held and held.rollout == rollout)}
 
 
 def unlock(state_dir: str, rollout: str) -> dict:
-    state = read_state(state_dir)
-    if state.get("lock", {}).get("rollout") == rollout:
-        del state["lock"]
-        write_state(state_dir, state)
+    host = state.load(state_dir)
+    if host.lock and host.lock.rollout == rollout:
+        host.lock = None
+        state.save(state_dir, host)
     return {"changed": False}
 
 

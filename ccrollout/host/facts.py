@@ -1,11 +1,12 @@
 """Read-only probes of the host this code runs on. Nothing here changes anything."""
 
-import json
+from __future__ import annotations
+
 import os
 import platform
 import subprocess
 
-from . import layout
+from . import layout, state
 from .libbpf import MIN_VERSION, LibbpfError, shared
 
 _SYSCTL = "/proc/sys/net/ipv4/"
@@ -121,21 +122,12 @@ def pinned_link_ids(name: str) -> dict | None:
         bpf.release_link(link)
 
 
-def read_state(state_dir: str) -> dict:
-    """The host's own record of what ccrollout changed in this namespace and what it replaced
-    (written by actions)."""
+def records(state_dir: str) -> dict[str, state.ControlRecord]:
+    """The controls in the host's own record; none when it cannot be read (facts never fail:
+    the actions that need the record say what is wrong with it)."""
     try:
-        with open(layout.state_file(state_dir)) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        return {"controls": {}}
-
-
-def records(state_dir: str) -> dict:
-    """The controls in the host's own record; none when it cannot be read (facts never fail)."""
-    try:
-        return read_state(state_dir).get("controls", {})
-    except (OSError, ValueError):
+        return state.load(state_dir).controls
+    except state.StateError:
         return {}
 
 
@@ -157,7 +149,7 @@ def managed_controls(state_dir: str | None = None) -> dict[str, dict]:
             "link_id": ids.get("link_id"),
             "map_id": ids.get("map_id"),
             "users": layout.users(name),
-            "since": mine.get(name, {}).get("since"),
+            "since": mine[name].since if name in mine else None,
         }
     return managed
 
@@ -168,7 +160,7 @@ def objects(state_dir: str) -> list[str]:
         entries = os.listdir(os.path.join(state_dir, "objects"))
     except OSError:
         return []
-    return sorted(entry.removesuffix(".bpf.o") for entry in entries if entry.endswith(".bpf.o"))
+    return sorted(entry[:-len(".bpf.o")] for entry in entries if entry.endswith(".bpf.o"))
 
 
 def problems(features: dict, libbpf: str | None, root: bool) -> list[str]:
@@ -207,7 +199,7 @@ def summary(state_dir: str) -> dict:
         "ecn": tcp_ecn(),
         "routes": routes_with_congctl(),
         "managed": managed_controls(state_dir),
-        "records": records(state_dir),
+        "records": {name: record.to_json() for name, record in records(state_dir).items()},
         "objects": objects(state_dir),
         "problems": problems(features, libbpf, os.geteuid() == 0),
     }

@@ -10,10 +10,15 @@ file system shared between containers.
 
 The state directory (per host, from the inventory):
     STATE_DIR/objects/DIGEST.bpf.o   objects as pushed, kept by digest
-    STATE_DIR/state.json             what ccrollout changed here and what it replaced
+    STATE_DIR/state.json             what ccrollout changed here and what it replaced (state.py)
 """
 
+from __future__ import annotations
+
 import os
+
+from . import protocol
+from .errors import ActionError
 
 BPFFS = "/sys/fs/bpf"
 PIN_ROOT = os.path.join(BPFFS, "ccrollout")
@@ -21,6 +26,10 @@ _OBJECT_MARK = "object-"
 
 
 def control_dir(name: str) -> str:
+    """NAME's directory under the pins' root; a name that could lead elsewhere is refused
+    here too, whatever let it through (requests and records are checked before)."""
+    if not isinstance(name, str) or not protocol.CONTROL_NAME.match(name):
+        raise ActionError(f"refused: {str(name)[:32]!r} is not a congestion-control name")
     return os.path.join(PIN_ROOT, name)
 
 

@@ -12,6 +12,8 @@ existed before the ledger started count only from then on.
 Pure bookkeeping: the caller reads the kernel (sockdiag) and feeds it here.
 """
 
+from __future__ import annotations
+
 UNKNOWN = "unknown"
 # A socket gone from the table whose destruction was never announced (the kernel drops
 # announcements when the listener falls behind) is forgotten after this many reads.

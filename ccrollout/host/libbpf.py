@@ -5,6 +5,8 @@ log (it carries the verifier's log on rejection), attach its struct_ops map
 as a link, pin it, open a pinned link, and read a link's ids.
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import errno
@@ -41,13 +43,13 @@ class Libbpf:
         except OSError as exc:
             raise LibbpfError(f"libbpf is not installed ({exc})") from None
         self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        self._declare()
+        self._declare(path)
         self._log: list[str] = []
         # Kept as an attribute: libbpf calls it long after this constructor returns.
         self._print_callback = _PRINT_FN(self._on_print)
         self._lib.libbpf_set_print(self._print_callback)
 
-    def _declare(self) -> None:
+    def _declare(self, path: str) -> None:
         lib, vp, cp, ci = self._lib, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
         signatures = {
             "libbpf_major_version": ([], ctypes.c_uint32),
@@ -69,7 +71,11 @@ class Libbpf:
             "bpf_link_get_info_by_fd": ([ci, vp, ctypes.POINTER(ctypes.c_uint32)], ci),
         }
         for name, (argtypes, restype) in signatures.items():
-            function = getattr(lib, name)
+            try:
+                function = getattr(lib, name)
+            except AttributeError:  # a libbpf before 1.0: facts must report it, not crash on it
+                raise LibbpfError(f"{path} has no {name}: libbpf {'.'.join(map(str, MIN_VERSION))} "
+                                  "or newer is needed") from None
             function.argtypes = argtypes
             function.restype = restype
         self._libc.vsnprintf.argtypes = [cp, ctypes.c_size_t, cp, vp]

@@ -6,6 +6,8 @@ address is reached by now. What was there before is returned, so a rollback
 can put it back (or delete the added route).
 """
 
+from __future__ import annotations
+
 import ipaddress
 import subprocess
 

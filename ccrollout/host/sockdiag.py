@@ -7,6 +7,8 @@ other. tcp_info is read by the offsets of include/uapi/linux/tcp.h, which only
 ever grows at its end: a field past the end of what an older kernel sends is None.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import socket

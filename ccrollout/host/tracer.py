@@ -6,44 +6,37 @@ drains those counts and joins them with this network namespace's socket table
 (sockdiag), which names each connection's congestion control.
 
 Runs in the host's system python3, where Debian's python3-bpfcc provides bcc.
-bcc compiles at run time and wants kernel headers; on a kernel that ships none,
-a tree merged from Debian's linux-headers packages is enough, because the
-program reads only the tracepoint's own arguments (laid out by tracefs' format
-file, so right for the running kernel) and never a kernel struct through the
-headers, which may belong to another kernel version.
+bcc compiles at run time and wants kernel headers (kernelheaders.py finds or
+merges a tree); the program reads only the tracepoint's own arguments (laid out
+by tracefs' format file, so right for the running kernel) and never a kernel
+struct through the headers, which may belong to another kernel version.
+The command line is tracecli.py.
 
 Counts are retransmitted skbs, not segments: one retransmission may carry
 several segments (tcp_info's total_retrans counts segments).
 """
 
-import argparse
-import contextlib
+from __future__ import annotations
+
 import ctypes
 import errno
-import json
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import sockdiag
+from .kernelheaders import DEBIAN_HEADERS_ROOT, DEFAULT_HEADER_CACHE, HeadersError, kernel_headers, kernel_source_for_bcc
 from .sockdiag import Connection
 
-DEFAULT_HEADER_CACHE = Path("/var/cache/ccrollout/bcc-headers")
-DEBIAN_HEADERS_ROOT = Path("/usr/src")
 TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINT = ("tcp", "tcp_retransmit_skb")
 MAP_ENTRIES = 65536   # connections with retransmissions between two reads
 AF_INET6 = int(socket.AF_INET6)   # the tracepoint's family value, 10 on Linux
-# Debian's name for this machine's architecture, the suffix of its linux-headers flavour directory.
-_DEBIAN_FLAVOURS = {"x86_64": "amd64", "aarch64": "arm64"}
 
 # Only the tracepoint's arguments are read: their layout comes from tracefs, so it is the running
 # kernel's, whatever version the headers are. Kernels that report the outcome of each attempt
@@ -107,108 +100,6 @@ class TracerError(Exception):
     """The tracer cannot run here; the message says why in one line."""
 
 
-# ---------------------------------------------------------------- kernel headers for bcc
-
-def running_kernel_build_dir() -> Path:
-    return Path("/lib/modules") / os.uname().release / "build"
-
-
-def debian_header_dirs(root: Path = DEBIAN_HEADERS_ROOT) -> tuple[Path, Path] | None:
-    """The newest installed pair of Debian's linux-headers-VERSION-FLAVOUR and -common, if any."""
-    flavour = _DEBIAN_FLAVOURS.get(os.uname().machine)
-    if flavour is None or not root.is_dir():
-        return None
-    pattern = re.compile(rf"^linux-headers-(.+)-{re.escape(flavour)}$")
-    pairs = []
-    for entry in root.iterdir():
-        match = pattern.match(entry.name)
-        common = root / f"linux-headers-{match.group(1)}-common" if match else None
-        if match and entry.is_dir() and common.is_dir():
-            pairs.append((_version_key(match.group(1)), entry, common))
-    if not pairs:
-        return None
-    _, flavour_dir, common_dir = max(pairs)
-    return flavour_dir, common_dir
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(number) for number in re.findall(r"\d+", version))
-
-
-def _required_debian_header_dirs(root: Path) -> tuple[Path, Path]:
-    found = debian_header_dirs(root)
-    if found is None:
-        raise TracerError(f"no kernel headers for bcc: {running_kernel_build_dir()} is missing "
-                          f"and no Debian linux-headers-*-{_DEBIAN_FLAVOURS.get(os.uname().machine, '?')} "
-                          f"with its -common is installed under {root} (apt-get install linux-headers-amd64)")
-    return found
-
-
-def merged_header_tree(cache_dir: Path = DEFAULT_HEADER_CACHE, root: Path = DEBIAN_HEADERS_ROOT) -> Path:
-    """A tree bcc accepts as BCC_KERNEL_SOURCE: Debian's -common and -FLAVOUR directories, symlinked
-    into one (the flavour's files win). Built once per headers version and kept under cache_dir."""
-    flavour_dir, common_dir = _required_debian_header_dirs(root)
-    tree = Path(cache_dir) / flavour_dir.name
-    if (tree / "include").is_dir():
-        return tree
-    try:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=".building-", dir=cache_dir))
-    except OSError as exc:
-        raise TracerError(f"cannot create the header cache {cache_dir}: {exc.strerror}") from None
-    try:
-        for source in (common_dir, flavour_dir):
-            result = subprocess.run(["cp", "-rs", "--remove-destination", f"{source.resolve()}/.", str(building)],
-                                    capture_output=True, text=True)
-            if result.returncode != 0:
-                first_line = (result.stderr.strip().splitlines() or ["cp failed"])[0]
-                raise TracerError(f"cannot merge {source} into a header tree for bcc: {first_line}")
-        building.chmod(0o755)
-        try:
-            building.rename(tree)   # atomic: a concurrent builder's tree wins and ours is dropped
-        except OSError:
-            if not (tree / "include").is_dir():
-                raise TracerError(f"cannot put the merged header tree at {tree}") from None
-    finally:
-        if building.exists():
-            shutil.rmtree(building, ignore_errors=True)
-    return tree
-
-
-def kernel_headers(cache_dir: Path = DEFAULT_HEADER_CACHE, root: Path = DEBIAN_HEADERS_ROOT,
-                   build: bool = True) -> tuple[Path, str]:
-    """Where bcc will find headers and how they were found. With build=False nothing is created:
-    the path of a merged tree not built yet is returned all the same."""
-    override = os.environ.get("BCC_KERNEL_SOURCE")
-    if override:
-        if not Path(override, "include").is_dir():
-            raise TracerError(f"BCC_KERNEL_SOURCE={override} has no include/ directory")
-        return Path(override), "BCC_KERNEL_SOURCE"
-    if (running_kernel_build_dir() / "include").is_dir():
-        return running_kernel_build_dir(), "the running kernel's headers"
-    if build:
-        return merged_header_tree(cache_dir, root), "Debian linux-headers, merged"
-    flavour_dir, _common_dir = _required_debian_header_dirs(root)
-    return Path(cache_dir) / flavour_dir.name, "Debian linux-headers, merged"
-
-
-@contextlib.contextmanager
-def kernel_source_for_bcc(cache_dir: Path = DEFAULT_HEADER_CACHE, root: Path = DEBIAN_HEADERS_ROOT):
-    """Names the headers to bcc (BCC_KERNEL_SOURCE) while it compiles, building the merged tree if
-    needed; the environment is put back afterwards so nothing else in the process inherits it."""
-    tree, _how = kernel_headers(cache_dir, root)
-    previous = os.environ.get("BCC_KERNEL_SOURCE")
-    if tree != running_kernel_build_dir():
-        os.environ["BCC_KERNEL_SOURCE"] = str(tree)
-    try:
-        yield tree
-    finally:
-        if previous is None:
-            os.environ.pop("BCC_KERNEL_SOURCE", None)
-        else:
-            os.environ["BCC_KERNEL_SOURCE"] = previous
-
-
 # ---------------------------------------------------------------- tracefs
 
 def tracefs_dir() -> Path | None:
@@ -259,7 +150,7 @@ def bcc_status(cache_dir: Path = DEFAULT_HEADER_CACHE, root: Path = DEBIAN_HEADE
         tree, how = kernel_headers(cache_dir, root, build=False)
         status.update(headers=True, headers_source=str(tree), headers_kind=how,
                       headers_built=(tree / "include").is_dir())
-    except TracerError as exc:
+    except HeadersError as exc:
         reasons.append(str(exc))
     except Exception as exc:
         reasons.append(f"looking for kernel headers failed: {exc}")
@@ -369,24 +260,31 @@ class RetransTracer:
         except Exception as exc:
             raise TracerError(f"bcc does not import in {sys.executable} ({exc}): install python3-bpfcc "
                               f"and run with the system python3") from None
-        with kernel_source_for_bcc(self.header_cache, self.headers_root) as self.kernel_source:
-            # Mounted only once everything else is known to be there, so a refusal changes nothing.
-            tracefs = ensure_tracefs()
-            has_err = re.search(r"\bfield:int err;", tracepoint_format(tracefs)) is not None
-            cflags = [f"-DMAP_ENTRIES={MAP_ENTRIES}", f"-DAF_INET6_FAMILY={AF_INET6}"]
-            if has_err:
-                cflags.append("-DHAVE_ERR")
-            try:
-                self._bpf = BPF(text=_PROGRAM.encode(), cflags=cflags)   # TRACEPOINT_PROBE attaches itself
-            except Exception as exc:
-                raise TracerError(f"bcc could not compile or attach the retransmit probe with headers from "
-                                  f"{self.kernel_source}: {exc}") from None
+        try:
+            with kernel_source_for_bcc(self.header_cache, self.headers_root) as self.kernel_source:
+                self._bpf = self._compile(BPF)
+        except HeadersError as exc:
+            raise TracerError(str(exc)) from None
         try:
             self._remember(_socket_table())
         except BaseException:
             self.stop()   # __exit__ does not run when __enter__ fails
             raise
         self._last_read_at = time.monotonic()
+
+    def _compile(self, bpf_class):
+        """The probe compiled and attached (TRACEPOINT_PROBE attaches itself)."""
+        # Mounted only once everything else is known to be there, so a refusal changes nothing.
+        tracefs = ensure_tracefs()
+        has_err = re.search(r"\bfield:int err;", tracepoint_format(tracefs)) is not None
+        cflags = [f"-DMAP_ENTRIES={MAP_ENTRIES}", f"-DAF_INET6_FAMILY={AF_INET6}"]
+        if has_err:
+            cflags.append("-DHAVE_ERR")
+        try:
+            return bpf_class(text=_PROGRAM.encode(), cflags=cflags)
+        except Exception as exc:
+            raise TracerError(f"bcc could not compile or attach the retransmit probe with headers from "
+                              f"{self.kernel_source}: {exc}") from None
 
     def stop(self) -> None:
         """Detaches the probe and frees its maps; safe to call twice."""
@@ -473,7 +371,7 @@ def _take(table, key):
     return counts
 
 
-# ---------------------------------------------------------------- manual use
+# ---------------------------------------------------------------- the host side's trace operation
 
 def _connection_text(entry: dict) -> str:
     return f"{entry['saddr']}:{entry['sport']} > {entry['daddr']}:{entry['dport']}"
@@ -515,60 +413,3 @@ def trace_for(seconds: float, interval: float, top: int, emit) -> dict:
     return {"seconds": round(time.monotonic() - traced_from, 3), "intervals": intervals,
             "retransmits": sum(by_congestion.values()), "by_congestion": by_congestion,
             "unattributed": unattributed, "connections": len(totals), "top": _top(totals, top)}
-
-
-def _print_human(interval: Interval) -> None:
-    print(f"{interval.seconds:6.2f} s  retransmits by control {interval.by_congestion()}  "
-          f"unattributed {interval.unattributed}")
-    for entry in interval.connections:
-        connection = entry.connection
-        print(f"    {connection.saddr}:{connection.sport} -> {connection.daddr}:{connection.dport}  "
-              f"{entry.congestion or '?':<10} "
-              f"{entry.retransmits:>7} retransmits  {entry.failed} failed  {'open' if entry.open else 'closed'}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m ccrollout.host.tracer",
-                                     description="Count TCP retransmissions per connection of this network "
-                                                 "namespace, with each connection's congestion control.")
-    parser.add_argument("--seconds", type=float, default=10.0, help="how long to trace (default 10)")
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between reports (default 1)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--header-cache", type=Path, default=DEFAULT_HEADER_CACHE,
-                        help=f"where a merged header tree is kept (default {DEFAULT_HEADER_CACHE})")
-    parser.add_argument("--status", action="store_true", help="say whether the tracer can run here, and exit")
-    args = parser.parse_args(argv)
-    if args.status:
-        status = bcc_status(args.header_cache)
-        print(json.dumps(status) if args.json else status["reason"])
-        return 0 if status["ready"] else 1
-    if args.seconds <= 0 or args.interval <= 0:
-        parser.error("--seconds and --interval must be positive")
-    # A plain `kill` ends the run through the with-block, so the probe is detached on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    began = time.monotonic()
-    try:
-        with RetransTracer(args.header_cache) as tracer:
-            started = {"event": "started", "startup_seconds": round(time.monotonic() - began, 3),
-                       "kernel_source": str(tracer.kernel_source), "netns": os.stat("/proc/self/ns/net").st_ino}
-            print(json.dumps(started) if args.json else f"tracing (ready in {started['startup_seconds']} s, "
-                  f"headers from {tracer.kernel_source})", flush=True)
-            deadline = time.monotonic() + args.seconds
-            while (remaining := deadline - time.monotonic()) > 0:
-                time.sleep(min(args.interval, remaining))
-                interval = tracer.read_interval()
-                if args.json:
-                    print(json.dumps({"event": "interval", **interval.as_dict()}), flush=True)
-                else:
-                    _print_human(interval)
-                    sys.stdout.flush()
-    except TracerError as exc:
-        print(f"ccrollout tracer: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,6 +4,8 @@ samples still count. It runs detached from the SSH command that starts it, ends 
 after its lifetime (a controller that dies cannot leave it running), and writes its totals
 to STATE_DIR/ledger.json, which the `counters` action reads."""
 
+from __future__ import annotations
+
 import json
 import os
 import select
@@ -13,24 +15,11 @@ import time
 
 from . import layout, sockdiag
 from .ledger import Ledger
+from .osutil import pid_alive, write_atomically
 
 TICK_SECONDS = 0.25
 _START_WAIT_SECONDS = 3.0
 _TRACER_START_WAIT_SECONDS = 30.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def _write(path: str, content: dict) -> None:
-    with open(path + ".tmp", "w") as handle:
-        json.dump(content, handle)
-    os.replace(path + ".tmp", path)
 
 
 def read(state_dir: str) -> dict | None:
@@ -40,7 +29,7 @@ def read(state_dir: str) -> dict | None:
             content = json.load(handle)
     except (OSError, ValueError):
         return None
-    if not _alive(content.get("pid", 0)) or time.time() - content.get("time", 0) > 10 * TICK_SECONDS:
+    if not pid_alive(content.get("pid", 0)) or time.time() - content.get("time", 0) > 10 * TICK_SECONDS:
         return None
     return content
 
@@ -76,9 +65,10 @@ def run(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
                 ledger.read(sockdiag.tcp_sockets())
                 if retransmits:
                     ledger.traced(retransmits.read_interval().by_congestion())
-                _write(layout.ledger_file(state_dir), {
+                # Rewritten every tick and worthless after a crash: atomic, but not fsynced.
+                write_atomically(layout.ledger_file(state_dir), json.dumps({
                     "pid": os.getpid(), "time": time.time(), "totals": ledger.totals, "overflowed": overflowed,
-                    "source": "trace" if retransmits else "sockets", "note": note})
+                    "source": "trace" if retransmits else "sockets", "note": note}))
                 select.select([channel], [], [], TICK_SECONDS)
     finally:
         if retransmits:

@@ -4,7 +4,7 @@ Two senders (ccrtr-a, ccrtr-b) reach a receiver (ccrtr-r) over veth pairs on a
 bridge in the receiver, all in 10.198.0.0/24. An nftables rule in the receiver
 drops 2 % of what sender A sends to one port, so A has one lossy and one clean
 connection and B only a clean one. A tracer runs inside each sender (as a host
-would run it: `ip netns exec NAME python3 -m ccrollout.host.tracer`) and one in
+would run it: `ip netns exec NAME python3 -m ccrollout.host.tracecli`) and one in
 this process, in the initial namespace, which owns none of these connections.
 
 What the tracers report is checked against the senders' own tcp_info. After
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ccrollout.host import tracer
+from ccrollout.host import kernelheaders, tracer
 from labkit import require_lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,7 +172,7 @@ def start_in_netns(netns: str, *command: str) -> subprocess.Popen:
 
 
 def start_tracer(netns: str, header_cache: Path, seconds: float = TRACE_SECONDS) -> tuple[subprocess.Popen, dict]:
-    process = start_in_netns(netns, SYSTEM_PYTHON, "-m", "ccrollout.host.tracer", "--seconds", str(seconds),
+    process = start_in_netns(netns, SYSTEM_PYTHON, "-m", "ccrollout.host.tracecli", "--seconds", str(seconds),
                              "--interval", "1", "--json", "--header-cache", str(header_cache))
     started = json.loads(read_line(process, COMMAND_TIMEOUT))
     assert started["event"] == "started", started
@@ -206,7 +206,7 @@ def header_cache(tmp_path_factory):
     """The merged header tree, built once for the module in a temporary directory."""
     cache = tmp_path_factory.mktemp("bcc-headers")
     if os.geteuid() == 0:
-        tracer.kernel_headers(cache)
+        kernelheaders.kernel_headers(cache)
     return cache
 
 
@@ -304,22 +304,22 @@ def test_bcc_status_says_where_headers_come_from(header_cache, monkeypatch):
     assert status["bcc"] and status["headers"] and status["ready"], status["reason"]
     assert Path(status["headers_source"], "include").is_dir()
     broken = tracer.bcc_status(header_cache, root=header_cache / "nothing-here")
-    if not tracer.running_kernel_build_dir().is_dir():
+    if not kernelheaders.running_kernel_build_dir().is_dir():
         assert not broken["ready"] and "no kernel headers" in broken["reason"]
 
 
 def test_merged_header_tree_is_built_once(header_cache):
     require_lab()
-    tree = tracer.merged_header_tree(header_cache)
+    tree = kernelheaders.merged_header_tree(header_cache)
     built_at = tree.stat().st_mtime_ns
-    assert tracer.merged_header_tree(header_cache) == tree and tree.stat().st_mtime_ns == built_at
+    assert kernelheaders.merged_header_tree(header_cache) == tree and tree.stat().st_mtime_ns == built_at
     assert (tree / "include" / "linux" / "kconfig.h").exists()   # from -common
     assert (tree / "include" / "generated").is_dir()             # from the flavour
 
 
 def test_a_tracer_error_is_one_clear_line(header_cache):
     require_lab()
-    result = subprocess.run([SYSTEM_PYTHON, "-m", "ccrollout.host.tracer", "--seconds", "1"], cwd=REPO,
+    result = subprocess.run([SYSTEM_PYTHON, "-m", "ccrollout.host.tracecli", "--seconds", "1"], cwd=REPO,
                             capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
                             env={**os.environ, "BCC_KERNEL_SOURCE": "/nonexistent"})
     assert result.returncode == 1

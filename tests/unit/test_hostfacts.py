@@ -3,6 +3,7 @@
 import pytest
 
 from ccrollout.host.facts import problems
+from ccrollout.host.libbpf import Libbpf, LibbpfError
 
 CAPABLE = {"btf": True, "struct_ops": True, "struct_ops_link": True}
 
@@ -27,3 +28,9 @@ def test_each_missing_piece_is_named(features, libbpf, root, expected):
 def test_a_kernel_without_btf_is_not_also_blamed_for_what_btf_would_tell():
     found = problems({"btf": False, "struct_ops": False, "struct_ops_link": False}, "1.4", True)
     assert len(found) == 1
+
+
+def test_a_library_without_libbpfs_calls_is_reported_not_crashed_on():
+    """A libbpf before 1.0 lacks calls the binding declares (libc stands in for one here)."""
+    with pytest.raises(LibbpfError, match="libc.so.6 has no libbpf_major_version: libbpf 1.2 or newer"):
+        Libbpf("libc.so.6")

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from ccrollout.host import actions
+from ccrollout.host import actions, state
 
 
 def test_a_claim_keeps_other_rollouts_out_until_it_is_released(tmp_path):
@@ -24,4 +24,4 @@ def test_a_claim_nobody_renews_runs_out(tmp_path):
     actions.lock(str(tmp_path), "r1", "dead-controller:1", 0.05)
     time.sleep(0.1)
     assert not actions.lock(str(tmp_path), "r2", "controller-b:2", 60)["renewed"]
-    assert actions.read_state(str(tmp_path))["lock"]["rollout"] == "r2"
+    assert state.load(str(tmp_path)).lock.rollout == "r2"

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from ccrollout.host import sockdiag, tracer
+from ccrollout.host import kernelheaders, sockdiag, tracer
 
 def test_sockdiag_lists_a_loopback_connection_with_its_control():
     with socket.create_server(("127.0.0.1", 0)) as server:
@@ -85,5 +85,5 @@ def test_a_closed_connection_keeps_its_control_for_one_more_read(monkeypatch):
 # ---------------------------------------------------------------- bcc and headers
 
 def test_missing_debian_headers_are_explained(tmp_path):
-    with pytest.raises(tracer.TracerError, match="no kernel headers for bcc.*linux-headers"):
-        tracer.merged_header_tree(tmp_path / "cache", root=tmp_path)
+    with pytest.raises(kernelheaders.HeadersError, match="no kernel headers for bcc.*linux-headers"):
+        kernelheaders.merged_header_tree(tmp_path / "cache", root=tmp_path)
