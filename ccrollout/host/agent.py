@@ -109,6 +109,7 @@ def handle(raw: Any, emit: Optional[Emit] = None) -> dict:
         results.append(result)
         if not result["ok"]:
             break
+    watch.reap()
     return {"id": message.id, "results": results}
 
 

@@ -20,6 +20,15 @@ from .osutil import pid_alive, write_atomically
 TICK_SECONDS = 0.25
 _START_WAIT_SECONDS = 3.0
 _TRACER_START_WAIT_SECONDS = 30.0
+_STOP_WAIT_SECONDS = 2.0
+# Watchers this agent started: it lives for a whole session, so it reaps them itself
+# (a watcher whose parent never waits would stay a zombie until the agent ends).
+_children: list[subprocess.Popen] = []
+
+
+def reap() -> None:
+    """Forget the watchers that ended (collecting their exit status)."""
+    _children[:] = [child for child in _children if child.poll() is None]
 
 
 def read(state_dir: str) -> dict | None:
@@ -90,6 +99,7 @@ def start(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
     # sys.argv[0] is this very host side (the zip the bootstrap runs), started again detached.
     child = subprocess.Popen([sys.executable, sys.argv[0]], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    _children.append(child)
     child.stdin.write(json.dumps(request).encode())
     child.stdin.close()
     # bcc compiles its probe first (and, once per host, builds a header tree): give it time.
@@ -111,4 +121,11 @@ def stop(state_dir: str) -> dict:
     current = read(state_dir)
     if current:
         open(layout.ledger_file(state_dir) + ".stop", "w").close()
+        ours = [child for child in _children if child.pid == current.get("pid")]
+        for child in ours:  # it sees the stop file within a tick
+            try:
+                child.wait(timeout=_STOP_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+    reap()
     return {"changed": False, "stopped": bool(current)}

@@ -112,16 +112,26 @@ def test_invalid_plan_is_one_clear_message_and_touches_no_host(fleet, journal_ho
     assert not (journal_home / "journal.sqlite").exists() or "rollout" not in applied.stdout
 
 
-def test_unreachable_host_stops_before_any_change(fleet, journal_home, tmp_path):
+def test_unreachable_host_stops_before_any_change_with_preflight_all(fleet, journal_home, tmp_path):
     inventory = tmp_path / "inventory.ini"
     text = Path(fleet).read_text().replace("ansible_host=10.199.0.13", "ansible_host=10.199.0.99")
     inventory.write_text(text)
     before = {host: default_of(host) for host in HOSTS}
-    applied = ccrollout(journal_home, "apply", "-i", str(inventory), "playbooks/lab-reno.yaml")
+    applied = ccrollout(journal_home, "apply", "--preflight", "all", "-i", str(inventory), "playbooks/lab-reno.yaml")
     assert applied.returncode == 5, applied.stderr + applied.stdout
     assert "nothing was changed" in applied.stderr and "lab3" in applied.stderr
     assert {host: default_of(host) for host in HOSTS} == before
     assert "ccr_reno" not in registered_controls()
+    # Stage by stage (the default), lab3 is found unreachable when its stage begins: it was
+    # only left out of the controls before, and the stages before it are rolled back.
+    applied = ccrollout(journal_home, "apply", "--json", "-i", str(inventory), "playbooks/lab-reno.yaml")
+    assert applied.returncode == 5, applied.stderr + applied.stdout
+    summary = json.loads(applied.stdout)
+    assert summary["status"] == "rolled_back" and "stage 3 cannot begin" in summary["message"]
+    assert "left out of the controls (unreachable): lab3" in applied.stderr
+    assert [verdict["outcome"] for verdict in summary["verdicts"]] == ["pass", "pass"]
+    assert {host: default_of(host) for host in HOSTS} == before
+    assert_gone("ccr_reno")
 
 
 def test_without_traffic_a_canary_does_not_pass(fleet, journal_home, tmp_path):
