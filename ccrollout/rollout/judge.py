@@ -46,8 +46,6 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from scipy import stats
-
 from ..status import StageOutcome
 
 PASS, FAIL, INCONCLUSIVE = StageOutcome.PASS, StageOutcome.FAIL, StageOutcome.INCONCLUSIVE
@@ -199,9 +197,16 @@ def _percent(ratio: float) -> str:
     return f"{ratio * 100:.2f}%"
 
 
+def _stats():
+    # scipy.stats takes a second or more to import: only a bake that compares needs it, and a
+    # command that changes nothing (a no-op apply, check, status) should not wait for it.
+    from scipy import stats
+    return stats
+
+
 def _u_statistic(canary, reference, axis):
     # Mann-Whitney's U of the canary sample; the same whatever method scipy would use for its p-value.
-    return stats.mannwhitneyu(canary, reference, axis=axis, method="asymptotic").statistic
+    return _stats().mannwhitneyu(canary, reference, axis=axis, method="asymptotic").statistic
 
 
 def _one_sided_p_value(canary: list[float], reference: list[float]) -> float:
@@ -211,11 +216,11 @@ def _one_sided_p_value(canary: list[float], reference: list[float]) -> float:
     if ties and orders <= EXACT_TEST_MAX_ORDERS:
         # scipy's "exact" ignores ties and "auto" then turns to a normal approximation
         # that is far off at n = 2..8; going through every order of U is exact with ties.
-        p_value = stats.permutation_test((canary, reference), _u_statistic, vectorized=True,
+        p_value = _stats().permutation_test((canary, reference), _u_statistic, vectorized=True,
                                          permutation_type="independent", alternative="greater",
                                          n_resamples=EXACT_TEST_MAX_ORDERS).pvalue
     else:
-        p_value = stats.mannwhitneyu(canary, reference, alternative="greater").pvalue
+        p_value = _stats().mannwhitneyu(canary, reference, alternative="greater").pvalue
     return 1.0 if math.isnan(p_value) else float(p_value)
 
 
