@@ -114,7 +114,8 @@ def ansible_peer(inventory: str, object_path: Path, work: Path) -> float:
     """The same push, registration and activation as an Ansible playbook, on ANSIBLE_HOSTS hosts."""
     playbook = work / "push.yaml"
     playbook.write_text(ANSIBLE_PLAY % {"object": object_path})
-    os.makedirs("/sys/fs/bpf/ccr-bench", exist_ok=True)
+    pins = lab.lab_dir() / "bpffs" / "ccr-bench"  # the lab hosts' shared bpffs, their /sys/fs/bpf
+    pins.mkdir(exist_ok=True)
     known_hosts = lab.lab_dir() / "known_hosts"
     env = {**os.environ, "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes "
            "-o ControlMaster=auto -o ControlPersist=60s", "ANSIBLE_HOST_KEY_CHECKING": "True"}
@@ -129,7 +130,7 @@ def ansible_peer(inventory: str, object_path: Path, work: Path) -> float:
         for index in range(1, ANSIBLE_HOSTS + 1):
             subprocess.run(["ip", "netns", "exec", f"lab{index}", "sysctl", "-qw",
                             "net.ipv4.tcp_congestion_control=reno"], check=False)
-        shutil.rmtree("/sys/fs/bpf/ccr-bench", ignore_errors=True)
+        shutil.rmtree(pins, ignore_errors=True)  # removing the pin unregisters the control
 
 
 def lab_sizes(sizes: list[int]) -> None:
