@@ -147,7 +147,8 @@ def lab_sizes(sizes: list[int]) -> None:
             home = work / f"home-{size}"
             applied = ccrollout(home, "apply", "--json", "--forks", str(FORKS), "-i", inventory, str(plan))
             again = ccrollout(home, "apply", "--json", "--forks", str(FORKS), "-i", inventory, str(plan))
-            rolled = ccrollout(home, "rollback", "--json", "--forks", str(FORKS), "-i", inventory)
+            first = json.loads(applied["stdout"])["rollout"]  # the no-op's rollout changed nothing to undo
+            rolled = ccrollout(home, "rollback", "--json", "--forks", str(FORKS), "-i", inventory, first)
             if size >= ANSIBLE_HOSTS and floor is None:
                 floor = ssh_floor(inventory, ANSIBLE_HOSTS)
                 built = build.build("ccr_reno", work / "bpf" / "ccr_reno.bpf.c")
