@@ -218,7 +218,7 @@ def _wait_unregistered(name: str) -> None:
         time.sleep(0.05)
 
 
-def install(state_dir: str, name: str, digest: str, encoded_object: str | None = None) -> dict:
+def install(state_dir: str, name: str, digest: str, encoded_object: str | None) -> dict:
     """Load NAME from the object (once per kernel), or update the loaded one in place to this
     version, and mark this namespace a user."""
     if encoded_object:
@@ -295,8 +295,7 @@ def _disallow(record: ControlRecord, name: str) -> bool:
     return True
 
 
-def activate(state_dir: str, name: str, digest: str, default: bool = True, prefixes=(),
-             ecn: bool = False) -> dict:
+def activate(state_dir: str, name: str, digest: str, default: bool, prefixes, ecn: bool) -> dict:
     """Make NAME the namespace's default and/or the control of routes to PREFIXES (and turn
     ECN on if asked), remembering what each replaced before changing it."""
     if name not in facts.available_congestion_controls():
@@ -361,7 +360,7 @@ def _restore_default(name: str, wanted: str | None) -> str:
                       + "; ".join(refusals or ["none is available"]))
 
 
-def deactivate(state_dir: str, name: str, digest: str | None = None, restore: str | None = None) -> dict:
+def deactivate(state_dir: str, name: str, digest: str | None, restore: str | None) -> dict:
     """Undo what the rollout of NAME at DIGEST changed in this namespace. Where it upgraded
     the control, that means the version before (in place); where it brought the control,
     restoring the previous default, routes and ECN, and unloading it if this was the last user."""

@@ -56,7 +56,7 @@ def _tracer_or_note(source: str):
         return None, f"the tracer cannot run here ({exc}); retransmissions come from tcp_info"
 
 
-def run(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
+def run(state_dir: str, lifetime: float, source: str) -> dict:
     """The watcher itself: read closing sockets and the socket table every tick until LIFETIME;
     with SOURCE trace, retransmissions come from the bcc tracer instead of tcp_info."""
     stop_file = layout.ledger_file(state_dir) + ".stop"
@@ -89,7 +89,7 @@ def run(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
     return {"changed": False, "stopped": with_stop}
 
 
-def start(state_dir: str, lifetime: float, source: str = "sockets") -> dict:
+def start(state_dir: str, lifetime: float, source: str) -> dict:
     """Start a watcher for LIFETIME seconds unless one runs; returns once it has written."""
     current = read(state_dir)
     if current:
