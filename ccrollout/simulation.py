@@ -121,10 +121,7 @@ class SimulatedHost:
     def _watch_start(self, lifetime: float, source: str) -> dict:
         if self.watching_since is None:
             self.watching_since = time.monotonic()
-        return {"started": True, "pid": 0, "source": "sockets", "note": None}
-
-    def _watch_run(self, lifetime: float, source: str) -> dict:
-        raise RuntimeError("a simulated host runs no watcher process")
+        return {"started": True, "source": "sockets", "note": None}
 
     def _watch_stop(self) -> dict:
         stopped, self.watching_since = self.watching_since is not None, None

@@ -70,7 +70,6 @@ HANDLERS: Dict[str, Callable[[str, dict, Emit], dict]] = {
     "lock": lambda state_dir, args, emit: actions.lock(state_dir, args["rollout"], args["controller"], args["lease"]),
     "unlock": _plain(actions.unlock),
     "watch_start": _watching(watch.start),
-    "watch_run": _watching(watch.run),
     "watch_stop": _watching(lambda state_dir: watch.stop(state_dir)),
 }
 assert set(HANDLERS) == set(protocol.OPERATIONS), "every operation has exactly one handler"
@@ -109,7 +108,6 @@ def handle(raw: Any, emit: Optional[Emit] = None) -> dict:
         results.append(result)
         if not result["ok"]:
             break
-    watch.reap()
     return {"id": message.id, "results": results}
 
 

@@ -72,6 +72,3 @@ def object_path(state_dir: str, digest: str) -> str:
 def state_file(state_dir: str) -> str:
     return os.path.join(state_dir, "state.json")
 
-
-def ledger_file(state_dir: str) -> str:
-    return os.path.join(state_dir, "ledger.json")
