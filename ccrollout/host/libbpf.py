@@ -164,9 +164,14 @@ class Libbpf:
         self._lib.bpf_link__destroy(link)
 
     def release_link(self, link: int) -> None:
-        """Free libbpf's handle without detaching: the pin keeps the link alive."""
+        """Free libbpf's handle without detaching: the pin keeps the link alive. A disconnected
+        link's descriptor is left open by libbpf; in an agent that lives for a whole session
+        it would keep the control registered after its pin is gone, so it is closed here."""
+        fd = self._lib.bpf_link__fd(link)
         self._lib.bpf_link__disconnect(link)
         self._lib.bpf_link__destroy(link)
+        if fd >= 0:
+            os.close(fd)
 
     def link_ids(self, link: int) -> dict:
         """The kernel's ids for a struct_ops link: link id, and the map it carries."""
