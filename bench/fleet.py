@@ -32,8 +32,11 @@ from ccrollout.inventory import load_inventory  # noqa: E402
 FORKS = 20
 ANSIBLE_HOSTS = 20
 # The CLI, reporting how many agents (SSH commands) its sessions started.
-COUNTING_CLI = ("import atexit, sys\nfrom ccrollout import cli, fleet\n"
-                "atexit.register(lambda: sys.stderr.write('bench: commands %d\\n' % fleet.Session.commands_run))\n"
+# Its own peak RSS too: a child forked from this (large, after a simulation) process would
+# otherwise report the parent's pages as its own.
+COUNTING_CLI = ("import atexit, resource, sys\nfrom ccrollout import cli, fleet\n"
+                "atexit.register(lambda: sys.stderr.write('bench: commands %d rss %d\\n' % (fleet.Session.commands_run, "
+                "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
                 "sys.exit(cli.main(sys.argv[1:]))")
 
 
@@ -53,9 +56,9 @@ def ccrollout(home: Path, *args: str) -> dict:
     result = measured([sys.executable, "-c", COUNTING_CLI, *args], env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result["rss_mib"] = after.ru_maxrss / 1024  # the largest child so far: sizes only grow here
-    counted = [line for line in result["stderr"].splitlines() if line.startswith("bench: commands")]
-    result["commands"] = int(counted[-1].split()[-1]) if counted else None
+    counted = [line.split() for line in result["stderr"].splitlines() if line.startswith("bench: commands")]
+    result["commands"] = int(counted[-1][2]) if counted else None
+    result["rss_mib"] = int(counted[-1][4]) / 1024 if counted else None
     if result["returncode"] != 0:
         raise SystemExit(f"ccrollout {' '.join(args)} failed ({result['returncode']}):\n"
                          f"{result['stderr'][-3000:]}{result['stdout'][-2000:]}")
