@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from kernelview import registered_controls, struct_ops_links
+from kernelview import Snapshot
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -13,11 +13,9 @@ def nothing_leaks():
     if os.geteuid() != 0:
         yield
         return
-    controls_before = registered_controls()
-    links_before = {link["id"] for link in struct_ops_links()}
+    before = Snapshot()
     yield
-    leaked_controls = registered_controls() - controls_before
-    leaked_links = [link for link in struct_ops_links() if link["id"] not in links_before]
+    leaked_controls, leaked_links = before.new_controls(), before.new_links()
     assert not leaked_controls and not leaked_links, (
         f"the tests left controls {sorted(leaked_controls)} and struct_ops links {leaked_links}")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from labkit import require_lab
+from testnet import Networks
 
 LAB_HOSTS = 3
 _HERE = Path(__file__).resolve().parent
@@ -31,3 +32,19 @@ def fleet():
             lab.traffic_stop()
         finally:
             lab.down()  # also removes any pin a failed test left, which unregisters its control
+
+
+@pytest.fixture
+def testnet():
+    """Makes test networks (testnet.Networks); all of them removed and checked after the test."""
+    require_lab()
+    with Networks() as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_testnet():
+    """As `testnet`, for networks that the tests of a module share."""
+    require_lab()
+    with Networks() as make:
+        yield make

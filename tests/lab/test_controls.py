@@ -6,10 +6,11 @@ network namespace as on a lab host) loads, pins and activates it, and a TCP
 transfer between two namespaces runs under it. What the host side reports is
 checked against independent views: `ss -ti`, `bpftool` and /proc.
 
-The two namespaces (ccrt-a sends, ccrt-b receives) are joined by a veth pair
-in 10.198.0.0/24. Every host-side run bind-mounts one bpffs instance that the
-test mounted in the root mount namespace, so the pins outlive each run (as
-they would on a node) and the whole instance goes away with the module.
+The two namespaces (ccrt-a sends, ccrt-b receives) are joined through a bridge
+in 10.198.0.0/24 (a test network of tests/lab/testnet.py). Every host-side run
+sees one bpffs instance that the network mounted in the root mount namespace, so
+the pins outlive each run (as they would on a node) and the whole instance goes
+away with the module.
 """
 
 import contextlib
@@ -17,27 +18,23 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from ccrollout import build
+from kernelview import registered_controls, struct_ops_links
+from labkit import REPO, struct_ops_named
+from testnet import COMMAND_TIMEOUT, Network, in_netns, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+PREFIX = "ccrt-"
 SENDER, RECEIVER = "ccrt-a", "ccrt-b"
-SENDER_LINK, RECEIVER_LINK = "ccrt-va", "ccrt-vb"
 SENDER_ADDR, RECEIVER_ADDR = "10.198.0.1", "10.198.0.2"
-PREFIX_LEN = 24
 PORT = 5201
 NFT_TABLE = "ccrt"
-BPFFS_PREFIX = "ccrt-bpffs-"  # the test's own bpffs mounts, under the temp directory
-COMMAND_TIMEOUT = 30        # seconds for any one command
-UNLOAD_TIMEOUT = 5          # the kernel frees a link asynchronously after its last reference
 SAMPLE_INTERVAL = 0.05      # seconds between `ss` samples during a transfer
 TRANSFER_SECONDS = 1.0      # a transfer that only has to show up in `ss`
 DCTCP_TRANSFER_SECONDS = 2.0
@@ -54,12 +51,6 @@ CONTROLS = {
 # run it refuses ECN for DCTCP's ECT-marked SYN (see the fallback test).
 ENDS = {"ccr_dctcp": (SENDER, RECEIVER)}
 REJECTED = ("ccr_rejected", REPO / "bpf" / "fixtures" / "ccr_rejected.bpf.c")
-
-_IN_CI = os.environ.get("CI") == "true"
-pytestmark = [
-    # In CI a lab test that cannot run is a failure, never a skip.
-    pytest.mark.skipif(not _IN_CI and os.geteuid() != 0, reason="needs root (loads BPF, makes namespaces)"),
-]
 
 # Receives until the sender closes, then says how much arrived. One connection.
 SINK = """
@@ -92,69 +83,18 @@ print(sent, flush=True)
 """
 
 
-def run(*command: str, check: bool = True, input: str | None = None,
-        timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}): {result.stderr.strip()}")
-    return result
-
-
-def in_netns(netns: str, *command: str, **kwargs) -> subprocess.CompletedProcess:
-    return run("ip", "netns", "exec", netns, *command, **kwargs)
-
-
-def registered_controls() -> list[str]:
-    return Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().split()
-
-
-def struct_ops_links() -> list[dict]:
-    links = json.loads(run("bpftool", "-j", "link", "show").stdout or "[]")
-    return [link for link in links if link.get("type") == "struct_ops"]
-
-
-def struct_ops_maps() -> list[dict]:
-    return json.loads(run("bpftool", "-j", "struct_ops", "show").stdout or "[]")
-
-
-def wait_until(predicate, timeout: float = UNLOAD_TIMEOUT, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def remove_tree(path: str) -> None:
-    """rm -r for a tree in bpffs, which holds only directories and pins (removing a pin unloads)."""
-    for root, directories, files in os.walk(path, topdown=False):
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(root, name))
-        for name in directories:
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(os.path.join(root, name))
-
-
 @dataclass
 class Lab:
-    """Two namespaces on a veth pair, one private bpffs, a state directory per namespace."""
+    """The two namespaces' network (with its shared bpffs), a state directory per namespace."""
 
-    bpffs: str
+    net: Network
     state_dirs: dict[str, str]
-    processes: list[subprocess.Popen] = field(default_factory=list)
 
     def host(self, netns: str, actions: list[dict]) -> list[dict]:
         """One run of the host side in NETNS, as the fleet would start it over SSH."""
         request = json.dumps({"state_dir": self.state_dirs[netns], "actions": actions})
-        # `ip netns exec` starts with an empty /sys/fs/bpf: share the test's bpffs instead,
-        # or the pins would die with this process's mount namespace.
-        script = f"mount --bind {self.bpffs} /sys/fs/bpf && exec python3 -m ccrollout.host"
-        result = subprocess.run(["ip", "netns", "exec", netns, "sh", "-c", script], input=request,
-                                capture_output=True, text=True, timeout=COMMAND_TIMEOUT, cwd=REPO,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        result = self.net.run(netns, "python3", "-m", "ccrollout.host", input=request, check=False,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
         assert result.returncode == 0, f"host side failed in {netns}: {result.stderr}"
         return json.loads(result.stdout)["results"]
 
@@ -163,81 +103,16 @@ class Lab:
         objects.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(built.path, objects / f"{built.digest}.bpf.o")
 
-    def start(self, netns: str, *command: str) -> subprocess.Popen:
-        process = subprocess.Popen(["ip", "netns", "exec", netns, *command], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        self.processes.append(process)
-        return process
-
-    def stop_processes(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()  # by its own pid: only what this test started
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.communicate(timeout=COMMAND_TIMEOUT)
-        self.processes.clear()
-
-
-def _make_namespaces() -> None:
-    for netns in (SENDER, RECEIVER):
-        if netns in run("ip", "netns", "list").stdout.split():
-            run("ip", "netns", "delete", netns)  # left over by a killed earlier run of this file
-        run("ip", "netns", "add", netns)
-        in_netns(netns, "ip", "link", "set", "lo", "up")
-    run("ip", "link", "add", SENDER_LINK, "netns", SENDER, "type", "veth",
-        "peer", "name", RECEIVER_LINK, "netns", RECEIVER)
-    for netns, link, address in ((SENDER, SENDER_LINK, SENDER_ADDR), (RECEIVER, RECEIVER_LINK, RECEIVER_ADDR)):
-        in_netns(netns, "ip", "addr", "add", f"{address}/{PREFIX_LEN}", "dev", link)
-        in_netns(netns, "ip", "link", "set", link, "up")
-
-
-def _remove_stale_bpffs() -> None:
-    """Unload and unmount what a killed earlier run of this file left (its pins keep controls loaded)."""
-    stale_prefix = os.path.join(tempfile.gettempdir(), BPFFS_PREFIX)
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        _source, mount_point, fs_type = line.split()[:3]
-        if fs_type == "bpf" and mount_point.startswith(stale_prefix):
-            remove_tree(os.path.join(mount_point, "ccrollout"))
-            run("umount", mount_point, check=False)
-            with contextlib.suppress(OSError):
-                os.rmdir(mount_point)
-
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    for tool in ("ip", "bpftool", "nft", "ss", "mount"):
-        assert shutil.which(tool), f"{tool} is not installed (make setup)"
-    _remove_stale_bpffs()
-    baseline_controls = {cc for cc in registered_controls() if cc.startswith("ccr_")}
-    baseline_links = {link["id"] for link in struct_ops_links()}
-    bpffs = tempfile.mkdtemp(prefix=BPFFS_PREFIX)
+def lab(module_testnet, tmp_path_factory):
+    assert shutil.which("ss"), "ss is not installed (make setup)"
+    net = module_testnet(PREFIX, {SENDER: SENDER_ADDR, RECEIVER: RECEIVER_ADDR}, bpffs=True)
     state_root = tmp_path_factory.mktemp("ccrt-state")
-    mounted = False
-    lab = Lab(bpffs, {netns: str(state_root / netns) for netns in (SENDER, RECEIVER)})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CCROLLOUT_CACHE", str(state_root / "build-cache"))  # compile for real
-        try:
-            run("mount", "-t", "bpf", "bpf", bpffs)
-            mounted = True
-            _make_namespaces()
-            yield lab
-        finally:
-            # Each step on its own: one failing must not leave the rest behind.
-            lab.stop_processes()
-            for netns in (SENDER, RECEIVER):
-                run("ip", "netns", "delete", netns, check=False)
-            if mounted:
-                # Whatever a failed test left pinned: removing the pins unloads it. (The
-                # kernel's own maps.debug and progs.debug at the top cannot be removed.)
-                remove_tree(os.path.join(bpffs, "ccrollout"))
-                run("umount", bpffs, check=False)
-            with contextlib.suppress(OSError):
-                os.rmdir(bpffs)
-    # Nothing this module loaded may outlive it.
-    assert wait_until(lambda: {cc for cc in registered_controls() if cc.startswith("ccr_")}
-                      <= baseline_controls), f"still registered: {registered_controls()}"
-    assert wait_until(lambda: {link["id"] for link in struct_ops_links()} <= baseline_links), \
-        f"struct_ops links left: {struct_ops_links()}"
+        yield Lab(net, {netns: str(state_root / netns) for netns in (SENDER, RECEIVER)})
+    # module_testnet removes the network and asserts that nothing this module loaded outlives it
 
 
 def assert_ok(results: list[dict], count: int) -> None:
@@ -268,9 +143,9 @@ def activated(lab: Lab, built: build.BuiltObject, namespaces: tuple[str, ...]):
                 undone.append({"ok": False, "error": repr(exc)})
     assert all(result["ok"] for result in undone), undone
     # The last user gone: unpinned and unregistered, independently of what the host side says.
-    assert not os.path.exists(os.path.join(lab.bpffs, "ccrollout", built.name))
+    assert not os.path.exists(os.path.join(lab.net.bpffs, "ccrollout", built.name))
     assert wait_until(lambda: built.name not in registered_controls())
-    assert wait_until(lambda: all(m.get("name") != built.name for m in struct_ops_maps()))
+    assert wait_until(lambda: not struct_ops_named(built.name))
 
 
 @dataclass
@@ -298,10 +173,10 @@ def parse_ss(output: str) -> list[dict]:
 
 def transfer(lab: Lab, seconds: float) -> Transfer:
     """SENDER sends to RECEIVER for SECONDS; `ss -tin` in SENDER is sampled meanwhile."""
-    sink = lab.start(RECEIVER, sys.executable, "-c", SINK, RECEIVER_ADDR, str(PORT))
+    sink = lab.net.start(RECEIVER, sys.executable, "-c", SINK, RECEIVER_ADDR, str(PORT))
     try:
         assert sink.stdout.readline().strip() == "listening", sink.stderr.read()
-        sender = lab.start(SENDER, sys.executable, "-c", SENDER_SCRIPT, RECEIVER_ADDR, str(PORT), str(seconds))
+        sender = lab.net.start(SENDER, sys.executable, "-c", SENDER_SCRIPT, RECEIVER_ADDR, str(PORT), str(seconds))
         samples = []
         while sender.poll() is None:
             # -o as well: iproute2 6.1 prints the options (ts sack ecn) only with -o or -e
@@ -315,7 +190,7 @@ def transfer(lab: Lab, seconds: float) -> Transfer:
         assert sink.returncode == 0, sink_errors
         return Transfer(int(sent_output), int(received_output), samples)
     finally:
-        lab.stop_processes()
+        lab.net.stop_processes()
 
 
 @pytest.mark.parametrize("name", sorted(CONTROLS))
@@ -329,11 +204,11 @@ def test_control_loads_and_carries_traffic(lab, name):
         assert facts["facts"]["managed"][name]["digest"] == built.digest
         # Independent views: the kernel's registry, its links and struct_ops maps.
         assert name in registered_controls()
-        assert Path(lab.bpffs, "ccrollout", name, "link").exists()
-        maps = [m for m in struct_ops_maps() if m.get("name") == name]
+        assert Path(lab.net.bpffs, "ccrollout", name, "link").exists()
+        maps = struct_ops_named(name)
         assert len(maps) == 1 and maps[0].get("kernel_struct_ops") == "tcp_congestion_ops", maps
-        links = [link for link in struct_ops_links() if link.get("map_id") == maps[0]["id"]]
-        assert len(links) == 1, struct_ops_links()
+        links = [link for link in struct_ops_links(check=True) if link.get("map_id") == maps[0]["id"]]
+        assert len(links) == 1, struct_ops_links(check=True)
         if RECEIVER not in ends:  # the default is per namespace
             assert in_netns(RECEIVER, "sysctl", "-n", "net.ipv4.tcp_congestion_control").stdout.strip() != name
 
@@ -389,7 +264,7 @@ def test_dctcp_keeps_a_smaller_window_under_ce_marks(lab):
         unmarked = transfer(lab, DCTCP_TRANSFER_SECONDS)
         ce_before = delivered_ce(lab, SENDER)
         # The "switch": marks CE on a share of the ECN-capable packets before the receiver.
-        in_netns(RECEIVER, "nft", "-f", "-", input=f"""
+        lab.net.nft(RECEIVER, f"""
             table ip {NFT_TABLE} {{
                 chain ingress {{
                     type filter hook prerouting priority raw; policy accept;
@@ -423,7 +298,7 @@ def test_verifier_rejection_is_reported_and_leaves_nothing(lab):
     name, source = REJECTED
     built = build.build(name, source)  # the controller's checks cannot see this bug
     lab.push(SENDER, built)
-    links_before = {link["id"] for link in struct_ops_links()}
+    links_before = {link["id"] for link in struct_ops_links(check=True)}
     try:
         results = lab.host(SENDER, [{"op": "install", "name": name, "digest": built.digest},
                                     {"op": "activate", "name": name, "digest": built.digest}])
@@ -441,7 +316,7 @@ def test_verifier_rejection_is_reported_and_leaves_nothing(lab):
     assert_ok(results_of_cleanup, 1)
     assert results_of_cleanup[0]["changed"] is False  # there was nothing to undo
     assert name not in registered_controls()
-    assert not os.path.exists(os.path.join(lab.bpffs, "ccrollout", name))
-    assert all(m.get("name") != name for m in struct_ops_maps())
-    assert {link["id"] for link in struct_ops_links()} <= links_before
+    assert not os.path.exists(os.path.join(lab.net.bpffs, "ccrollout", name))
+    assert not struct_ops_named(name)
+    assert {link["id"] for link in struct_ops_links(check=True)} <= links_before
     assert in_netns(SENDER, "sysctl", "-n", "net.ipv4.tcp_congestion_control").stdout.strip() != name

@@ -10,16 +10,11 @@ import time
 
 
 from ccrollout import lab
+from kernelview import retransmit_probes
 from labkit import LAB_HEALTH, REPO, LongSender, assert_gone, ccrollout, roll_back_every_rollout, write_plan
 
 
 SINK = "10.199.0.1"
-
-
-def retransmit_probes() -> list[dict]:
-    """Perf events attached to the tcp_retransmit_skb tracepoint, as bpftool sees them."""
-    result = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True, check=True)
-    return [entry for entry in json.loads(result.stdout or "[]") if entry.get("tracepoint") == "tcp_retransmit_skb"]
 
 
 def wait_for_no_probes(seconds: float) -> list[dict]:

@@ -1,11 +1,12 @@
 """The retransmission tracer against real TCP between network namespaces.
 
-Two senders (ccrtr-a, ccrtr-b) reach a receiver (ccrtr-r) over veth pairs on a
-bridge in the receiver, all in 10.198.0.0/24. An nftables rule in the receiver
-drops 2 % of what sender A sends to one port, so A has one lossy and one clean
-connection and B only a clean one. A tracer runs inside each sender (as a host
-would run it: `ip netns exec NAME python3 -m ccrollout.host.tracecli`) and one in
-this process, in the initial namespace, which owns none of these connections.
+Two senders (ccrtr-a, ccrtr-b) reach a receiver (ccrtr-r) through a bridge, all
+in 10.198.0.0/24 (a test network of tests/lab/testnet.py). An nftables rule in
+the receiver drops 2 % of what sender A sends to one port, so A has one lossy
+and one clean connection and B only a clean one. A tracer runs inside each
+sender (as a host would run it: `ip netns exec NAME python3 -m
+ccrollout.host.tracecli`) and one in this process, in the initial namespace,
+which owns none of these connections.
 
 What the tracers report is checked against the senders' own tcp_info. After
 each test no probe of ours is attached (bpftool perf / prog show), and the
@@ -23,15 +24,14 @@ from pathlib import Path
 import pytest
 
 from ccrollout.host import kernelheaders, tracer
-from labkit import require_lab
+from kernelview import loaded_program_ids, retransmit_probes
+from labkit import REPO, require_lab
+from testnet import COMMAND_TIMEOUT, Network, run
 
-REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"   # where Debian's python3-bpfcc lives
 PREFIX = "ccrtr-"
 LOSSY_SENDER, CLEAN_SENDER, RECEIVER = "ccrtr-a", "ccrtr-b", "ccrtr-r"
 ADDRESSES = {LOSSY_SENDER: "10.198.0.101", CLEAN_SENDER: "10.198.0.102", RECEIVER: "10.198.0.110"}
-PREFIX_LEN = 24
-BRIDGE = "ccrtr-br"
 LOSSY_PORT, CLEAN_PORT, LOOPBACK_PORT = 5311, 5312, 5313
 LOOPBACK_NETNS = "ccrtr-6"
 DROP_PER_MILLE = 20
@@ -39,7 +39,6 @@ NFT_TABLE = "ccrtr"
 TRANSFER_SECONDS = 3.0
 LOOPBACK_TRANSFER_SECONDS = 1.5
 TRACE_SECONDS = TRANSFER_SECONDS + 3.0   # the tracers outlast the transfers, which start after them
-COMMAND_TIMEOUT = 30
 CLEAN_MARGIN = 10    # the lossy connection must show this many times the clean ones' retransmissions
 
 # Drains every connection it accepts until the peer closes; one thread per connection.
@@ -114,46 +113,8 @@ print(json.dumps(results), flush=True)
 
 # ---------------------------------------------------------------- plumbing
 
-def run(*command: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                            cwd=REPO)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed: {result.stderr.strip()}")
-    return result
-
-
-def in_netns(netns: str, *command: str, **options) -> subprocess.CompletedProcess:
-    return run("ip", "netns", "exec", netns, *command, **options)
-
-
-def our_namespaces() -> list[str]:
-    names = run("ip", "netns", "list").stdout.split()
-    return [name for name in names if name.startswith(PREFIX)]
-
-
-def remove_namespaces() -> None:
-    # Deleting a namespace takes its veths, its bridge and its nft table with it.
-    for name in our_namespaces():
-        run("ip", "netns", "delete", name, check=False)
-
-
-def perf_attachments() -> list[dict]:
-    return json.loads(run("bpftool", "-j", "perf").stdout or "[]")
-
-
 def retransmit_probes_of(pids: set[int]) -> list[dict]:
-    return [entry for entry in perf_attachments()
-            if entry.get("pid") in pids and entry.get("tracepoint") == "tcp_retransmit_skb"]
-
-
-def loaded_program_ids() -> set[int]:
-    return {program["id"] for program in json.loads(run("bpftool", "-j", "prog", "show").stdout or "[]")}
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(COMMAND_TIMEOUT)
+    return [entry for entry in retransmit_probes() if entry.get("pid") in pids]
 
 
 def read_line(process: subprocess.Popen, timeout: float) -> str:
@@ -166,14 +127,10 @@ def read_line(process: subprocess.Popen, timeout: float) -> str:
     return line
 
 
-def start_in_netns(netns: str, *command: str) -> subprocess.Popen:
-    return subprocess.Popen(["ip", "netns", "exec", netns, *command], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def start_tracer(netns: str, header_cache: Path, seconds: float = TRACE_SECONDS) -> tuple[subprocess.Popen, dict]:
-    process = start_in_netns(netns, SYSTEM_PYTHON, "-m", "ccrollout.host.tracecli", "--seconds", str(seconds),
-                             "--interval", "1", "--json", "--header-cache", str(header_cache))
+def start_tracer(network: Network, netns: str, header_cache: Path,
+                 seconds: float = TRACE_SECONDS) -> tuple[subprocess.Popen, dict]:
+    process = network.start(netns, SYSTEM_PYTHON, "-m", "ccrollout.host.tracecli", "--seconds", str(seconds),
+                            "--interval", "1", "--json", "--header-cache", str(header_cache))
     started = json.loads(read_line(process, COMMAND_TIMEOUT))
     assert started["event"] == "started", started
     return process, started
@@ -220,78 +177,37 @@ def tracefs_as_found():
 
 
 @pytest.fixture
-def network():
+def network(testnet):
     """Sender A (lossy towards LOSSY_PORT), sender B, the receiver; removed whatever happens."""
-    require_lab()
-    remove_namespaces()   # what an interrupted earlier run of this file left
-    try:
-        for netns in ADDRESSES:
-            run("ip", "netns", "add", netns)
-            run("ip", "-n", netns, "link", "set", "lo", "up")
-        run("ip", "-n", RECEIVER, "link", "add", BRIDGE, "type", "bridge")
-        run("ip", "-n", RECEIVER, "addr", "add", f"{ADDRESSES[RECEIVER]}/{PREFIX_LEN}", "dev", BRIDGE)
-        run("ip", "-n", RECEIVER, "link", "set", BRIDGE, "up")
-        for sender, port_name in ((LOSSY_SENDER, "ccrtr-pa"), (CLEAN_SENDER, "ccrtr-pb")):
-            run("ip", "-n", sender, "link", "add", "eth0", "type", "veth", "peer", "name", port_name,
-                "netns", RECEIVER)
-            run("ip", "-n", sender, "addr", "add", f"{ADDRESSES[sender]}/{PREFIX_LEN}", "dev", "eth0")
-            run("ip", "-n", sender, "link", "set", "eth0", "up")
-            run("ip", "-n", RECEIVER, "link", "set", port_name, "master", BRIDGE, "up")
-        lossy_traffic = f"ip saddr {ADDRESSES[LOSSY_SENDER]} tcp dport {LOSSY_PORT}"
-        in_netns(RECEIVER, "nft", "-f", "-", input=f"""
-            table inet {NFT_TABLE} {{
-                chain input {{
-                    type filter hook input priority 0; policy accept;
-                    {lossy_traffic} numgen random mod 1000 < {DROP_PER_MILLE} drop
-                }}
-            }}""")
-        yield
-    finally:
-        remove_namespaces()
-        assert not our_namespaces(), f"namespaces left behind: {our_namespaces()}"
+    lossy_traffic = f"ip saddr {ADDRESSES[LOSSY_SENDER]} tcp dport {LOSSY_PORT}"
+    return testnet(PREFIX, ADDRESSES, nft={RECEIVER: f"""
+        table inet {NFT_TABLE} {{
+            chain input {{
+                type filter hook input priority 0; policy accept;
+                {lossy_traffic} numgen random mod 1000 < {DROP_PER_MILLE} drop
+            }}
+        }}"""})
 
 
 @pytest.fixture
-def lossy_loopback():
+def lossy_loopback(testnet):
     """A namespace whose IPv6 loopback loses 2 % of what is sent to LOOPBACK_PORT."""
-    require_lab()
-    remove_namespaces()
-    try:
-        run("ip", "netns", "add", LOOPBACK_NETNS)
-        run("ip", "-n", LOOPBACK_NETNS, "link", "set", "lo", "up")
-        in_netns(LOOPBACK_NETNS, "nft", "-f", "-", input=f"""
-            table inet {NFT_TABLE} {{
-                chain input {{
-                    type filter hook input priority 0; policy accept;
-                    ip6 daddr ::1 tcp dport {LOOPBACK_PORT} numgen random mod 1000 < {DROP_PER_MILLE} drop
-                }}
-            }}""")
-        yield LOOPBACK_NETNS
-    finally:
-        remove_namespaces()
-        assert not our_namespaces(), f"namespaces left behind: {our_namespaces()}"
-
-
-@pytest.fixture
-def processes():
-    """Every process a test starts; all of them ended when it finishes."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        stop(process)
+    return testnet(PREFIX, {LOOPBACK_NETNS: None}, nft={LOOPBACK_NETNS: f"""
+        table inet {NFT_TABLE} {{
+            chain input {{
+                type filter hook input priority 0; policy accept;
+                ip6 daddr ::1 tcp dport {LOOPBACK_PORT} numgen random mod 1000 < {DROP_PER_MILLE} drop
+            }}
+        }}"""})
 
 
 # ---------------------------------------------------------------- sockdiag
 
-def test_sockdiag_in_a_namespace_without_sockets():
-    require_lab()
+def test_sockdiag_in_a_namespace_without_sockets(testnet):
     netns = PREFIX + "empty"
-    run("ip", "netns", "add", netns)
-    try:
-        listed = in_netns(netns, sys.executable, "-c",
-                          "from ccrollout.host import sockdiag; print(len(sockdiag.tcp_sockets()))")
-    finally:
-        run("ip", "netns", "delete", netns, check=False)
+    network = testnet(PREFIX, {netns: None})
+    listed = network.run(netns, sys.executable, "-c",
+                         "from ccrollout.host import sockdiag; print(len(sockdiag.tcp_sockets()))")
     assert listed.stdout.strip() == "0"
 
 
@@ -328,26 +244,22 @@ def test_a_tracer_error_is_one_clear_line(header_cache):
 
 # ---------------------------------------------------------------- tracing real traffic
 
-def test_retransmissions_are_counted_per_connection_and_namespace(network, processes, header_cache):
-    sink = start_in_netns(RECEIVER, sys.executable, "-c", SINK, ADDRESSES[RECEIVER], "3",
-                          str(LOSSY_PORT), str(CLEAN_PORT))
-    processes.append(sink)
+def test_retransmissions_are_counted_per_connection_and_namespace(network, header_cache):
+    sink = network.start(RECEIVER, sys.executable, "-c", SINK, ADDRESSES[RECEIVER], "3",
+                         str(LOSSY_PORT), str(CLEAN_PORT))
     assert read_line(sink, COMMAND_TIMEOUT).strip() == "listening"
 
     with tracer.RetransTracer(header_cache) as in_initial_namespace:
-        lossy_tracer, started = start_tracer(LOSSY_SENDER, header_cache)
-        processes.append(lossy_tracer)
-        clean_tracer, _ = start_tracer(CLEAN_SENDER, header_cache)
-        processes.append(clean_tracer)
+        lossy_tracer, started = start_tracer(network, LOSSY_SENDER, header_cache)
+        clean_tracer, _ = start_tracer(network, CLEAN_SENDER, header_cache)
         tracer_pids = {lossy_tracer.pid, clean_tracer.pid, os.getpid()}
         attached = retransmit_probes_of(tracer_pids)
         assert {entry["pid"] for entry in attached} == tracer_pids, attached
 
-        senders = [start_in_netns(LOSSY_SENDER, sys.executable, "-c", SENDER, ADDRESSES[RECEIVER],
-                                  str(TRANSFER_SECONDS), f"{LOSSY_PORT}:reno", f"{CLEAN_PORT}:cubic"),
-                   start_in_netns(CLEAN_SENDER, sys.executable, "-c", SENDER, ADDRESSES[RECEIVER],
-                                  str(TRANSFER_SECONDS), f"{CLEAN_PORT}:cubic")]
-        processes.extend(senders)
+        senders = [network.start(LOSSY_SENDER, sys.executable, "-c", SENDER, ADDRESSES[RECEIVER],
+                                 str(TRANSFER_SECONDS), f"{LOSSY_PORT}:reno", f"{CLEAN_PORT}:cubic"),
+                   network.start(CLEAN_SENDER, sys.executable, "-c", SENDER, ADDRESSES[RECEIVER],
+                                 str(TRANSFER_SECONDS), f"{CLEAN_PORT}:cubic")]
         lossy_flows, clean_flows = ({flow["dport"]: flow for flow in json.loads(sender.communicate(
             timeout=COMMAND_TIMEOUT)[0])} for sender in senders)
 
@@ -392,15 +304,12 @@ def test_retransmissions_are_counted_per_connection_and_namespace(network, proce
     assert seen_from_initial.unattributed >= lossy_seen["retransmits"]
 
 
-def test_ipv6_connections_are_counted(lossy_loopback, processes, header_cache):
-    sink = start_in_netns(lossy_loopback, sys.executable, "-c", SINK, "::1", "1", str(LOOPBACK_PORT))
-    processes.append(sink)
+def test_ipv6_connections_are_counted(lossy_loopback, header_cache):
+    sink = lossy_loopback.start(LOOPBACK_NETNS, sys.executable, "-c", SINK, "::1", "1", str(LOOPBACK_PORT))
     assert read_line(sink, COMMAND_TIMEOUT).strip() == "listening"
-    traced, _ = start_tracer(lossy_loopback, header_cache, seconds=LOOPBACK_TRANSFER_SECONDS + 2)
-    processes.append(traced)
-    sender = start_in_netns(lossy_loopback, sys.executable, "-c", SENDER, "::1", str(LOOPBACK_TRANSFER_SECONDS),
-                            f"{LOOPBACK_PORT}:reno")
-    processes.append(sender)
+    traced, _ = start_tracer(lossy_loopback, LOOPBACK_NETNS, header_cache, seconds=LOOPBACK_TRANSFER_SECONDS + 2)
+    sender = lossy_loopback.start(LOOPBACK_NETNS, sys.executable, "-c", SENDER, "::1",
+                                  str(LOOPBACK_TRANSFER_SECONDS), f"{LOOPBACK_PORT}:reno")
     flow = json.loads(sender.communicate(timeout=COMMAND_TIMEOUT)[0])[0]
     seen = retransmits_by_connection(finish_tracer(traced)).get(("::1", flow["sport"], "::1", LOOPBACK_PORT))
     assert seen and seen["congestion"] == {"reno"} and 0 < seen["retransmits"] <= flow["total_retrans"], seen
@@ -417,9 +326,8 @@ def test_the_probe_is_detached_when_the_caller_is_interrupted(header_cache):
     assert attached[0]["prog_id"] not in loaded_program_ids()
 
 
-def test_a_terminated_tracer_exits_cleanly(network, processes, header_cache):
-    process, _ = start_tracer(CLEAN_SENDER, header_cache, seconds=30)
-    processes.append(process)
+def test_a_terminated_tracer_exits_cleanly(network, header_cache):
+    process, _ = start_tracer(network, CLEAN_SENDER, header_cache, seconds=30)
     assert retransmit_probes_of({process.pid})
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
