@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import threading
+import traceback
 
 from . import errors
 from .errors import InvalidInput, UserError
@@ -17,7 +18,8 @@ EXIT_CODES = """exit codes:
   2  bad command line   3  invalid plan or inventory
   4  build failed       5  a host refused or was unreachable; changed hosts were rolled back
   6  hosts need attention (rollback incomplete, the plan said hold, or status found drift)
-  7  the lab could not be set up or torn down   130  interrupted"""
+  7  the lab could not be set up or torn down
+  70 a bug in ccrollout (CCROLLOUT_DEBUG=1 shows its traceback)   130  interrupted"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -495,6 +497,21 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("ccrollout: interrupted", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, and an exit code no canary verdict uses
+        print(f"ccrollout: internal error, a bug in ccrollout: {_describe_bug(exc)}", file=sys.stderr)
+        if os.environ.get("CCROLLOUT_DEBUG"):
+            traceback.print_exc()
+        return errors.EXIT_SOFTWARE
+
+
+def _describe_bug(exc: BaseException) -> str:
+    """``ValueError: text (at plan.py:12 in build)``: what, and where it was raised."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {text}{where}"
 
 
 if __name__ == "__main__":
