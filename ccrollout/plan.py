@@ -35,6 +35,7 @@ from ccrollout.diagnostics import (
 )
 from ccrollout.errors import InvalidInput
 from ccrollout.inventory import Inventory, split_host_pattern
+from ccrollout.localfiles import PLAN_LIMIT, UnreadableFile, read_regular_text
 from ccrollout.rollout.judge import Limits
 from ccrollout.schedule import Schedule
 
@@ -529,15 +530,9 @@ def load_plan(path: str | os.PathLike) -> Plan:
     display = os.fspath(path)
     path = Path(display)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{display}: plan file not found") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{display}: is a directory, not a plan file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{display}: plan file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InvalidInput(f"{display}: cannot read plan file: {exc.strerror or exc}") from None
+        text = read_regular_text(path, PLAN_LIMIT)
+    except UnreadableFile as exc:
+        raise InvalidInput(f"{display}: plan file {exc}") from None
     try:
         document = load_marked_yaml(text)
     except YAMLSyntaxError as exc:

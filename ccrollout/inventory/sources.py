@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ccrollout.diagnostics import Diagnostics
+from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text
 
 from .builder import InventoryBuilder
 from .ini import read_ini_inventory
@@ -84,12 +85,9 @@ class _SourceReader:
     def read_file(self, path: Path) -> None:
         file = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            self.error(file, 0, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
-            return
-        except OSError as exc:
-            self.error(file, 0, f"cannot read: {exc.strerror or exc}")
+            text = read_regular_text(path, INVENTORY_LIMIT)
+        except UnreadableFile as exc:
+            self.error(file, 0, f"inventory file {exc}")
             return
         if text.startswith("#!") and os.access(path, os.X_OK):
             self.error(file, 1, "executable inventory scripts are not supported; "

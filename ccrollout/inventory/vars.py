@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ccrollout.diagnostics import Diagnostics
+from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text
 
 from .builder import InventoryBuilder
 from .yaml import YAML_EXTENSIONS, load_yaml_document
@@ -48,7 +49,7 @@ class VarsFiles:
                 for candidate in (stem, *(stem.with_name(entity + ext) for ext in YAML_EXTENSIONS)):
                     if candidate.is_dir():
                         files = _vars_dir_files(candidate)
-                    elif candidate.is_file():
+                    elif candidate.exists():  # a FIFO or device is reported, not read
                         files = [candidate]
                     else:
                         continue
@@ -63,9 +64,9 @@ class VarsFiles:
             return self._file_vars[key]
         self._file_vars[key] = {}
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.diagnostics.add(key, 0, 0, f"cannot read variables file: {exc}")
+            text = read_regular_text(path, INVENTORY_LIMIT)
+        except UnreadableFile as exc:
+            self.diagnostics.add(key, 0, 0, f"variables file {exc}")
             return {}
         if text.startswith("$ANSIBLE_VAULT;"):
             self.diagnostics.add(key, 1, 0, "Ansible Vault encrypted files are not supported")
@@ -90,7 +91,7 @@ def _vars_dir_files(directory: Path) -> list[Path]:
         extension = os.path.splitext(entry)[1]
         if path.is_dir() and not extension:
             found.extend(_vars_dir_files(path))
-        elif path.is_file() and (not extension or extension in YAML_EXTENSIONS):
+        elif path.exists() and (not extension or extension in YAML_EXTENSIONS):
             found.append(path)
     return found
 
