@@ -149,6 +149,10 @@ class YAMLSyntaxError(Exception):
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Nodes that aliases may add to a document once expanded. A few anchors shared by many
+# entries stay far below; ten levels of ten aliases (a "billion laughs") would add 10**10
+# nodes, and everything after the loader (schema checks, messages, --list) expands them.
+MAX_ALIAS_NODES = 100_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -178,6 +182,8 @@ def load_marked_yaml(text: str) -> MarkedDocument:
         try:
             loader = _Loader(text)
             node = loader.get_single_node()
+            if node is not None:
+                _refuse_alias_bombs(node)
             duplicates: dict[DocPath, tuple[int, int, int]] = {}
             if node is not None:
                 _find_duplicate_keys(node, (), duplicates, set(), set())
@@ -208,6 +214,40 @@ def load_marked_yaml(text: str) -> MarkedDocument:
         if loader is not None:
             loader.dispose()
     return MarkedDocument(data, value_marks, key_marks, duplicates)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _refuse_alias_bombs(root: yaml.Node) -> None:
+    """ConstructorError when expanding the aliases under ROOT would add more than
+    MAX_ALIAS_NODES nodes, at the first node that does. Counts each distinct node once
+    (sizes are remembered), without recursion."""
+    expanded: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in expanded:
+            continue
+        children = _children(node)
+        if not children_done:
+            if id(node) in open_nodes:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a recursive alias is not allowed here", node.start_mark)
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in expanded)
+            continue
+        open_nodes.discard(id(node))
+        expanded[id(node)] = min(1 + sum(expanded[id(child)] for child in children), 1 << 62)
+        if expanded[id(node)] - len(expanded) > MAX_ALIAS_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expanding its aliases would add more than {MAX_ALIAS_NODES} nodes "
+                "(a 'billion laughs'?); write the repeated values out", node.start_mark)
 
 
 def _find_duplicate_keys(node: yaml.Node, path: DocPath, found: dict[DocPath, tuple[int, int, int]],
