@@ -12,23 +12,18 @@ suggestion where one is close.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import jsonschema
+from typing import Any, Sequence
 
 from ccrollout import units
 from ccrollout.diagnostics import (
     Diagnostics,
     MarkedDocument,
     YAMLSyntaxError,
-    describe_value,
     did_you_mean,
     format_doc_path,
     load_marked_yaml,
@@ -36,6 +31,7 @@ from ccrollout.diagnostics import (
 from ccrollout.errors import InvalidInput
 from ccrollout.inventory import Inventory, split_host_pattern
 from ccrollout.localfiles import PLAN_LIMIT, UnreadableFile, read_regular_text
+from ccrollout.planschema import SCHEMA_PATH, health_defaults, plan_schema, schema_default, schema_problems, validator
 from ccrollout.rollout.judge import Limits
 from ccrollout.schedule import Schedule
 
@@ -50,8 +46,6 @@ __all__ = [
     "plan_schema",
     "stage_batches",
 ]
-
-SCHEMA_PATH = Path(__file__).with_name("schema") / "plan.schema.json"
 
 
 @dataclass(frozen=True)
@@ -127,101 +121,6 @@ class Plan:
         return f"{name}:{line}:{column}" if line else name
 
 
-# -- schema ---------------------------------------------------------------------------
-
-
-@functools.cache
-def plan_schema() -> dict[str, Any]:
-    """The plan's JSON Schema (draft 2020-12)."""
-    with open(SCHEMA_PATH, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-@functools.cache
-def _ecma_regex(pattern: str) -> re.Pattern:
-    # JSON Schema patterns are ECMA-262, where '$' is the very end of the string;
-    # Python's '$' also matches before a final newline, which would let "ccr\n" pass.
-    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterable[jsonschema.ValidationError]:
-    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_PlanValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
-
-
-@functools.cache
-def _validator() -> jsonschema.protocols.Validator:
-    return _PlanValidator(plan_schema())
-
-
-def _default(definition: str, prop: str) -> Any:
-    return plan_schema()["$defs"][definition]["properties"][prop].get("default")
-
-
-_TYPE_PHRASES = {
-    "object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
-    "number": "a number", "boolean": "true or false", "null": "nothing",
-}
-
-
-def _type_phrase(types: str | list[str]) -> str:
-    if isinstance(types, str):
-        types = [types]
-    return " or ".join(_TYPE_PHRASES.get(t, t) for t in types)
-
-
-def _schema_problems(error: jsonschema.ValidationError) -> Iterable[tuple[tuple, bool, str, tuple]]:
-    """(document path, point at the key?, message, path the error is about) for one schema error."""
-    path = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
-    keyword = error.validator
-    expected = schema.get("title")
-    if not path and keyword == "type":
-        yield path, False, ("the plan must be a mapping with 'algorithms' and 'rollouts'"
-                            + (", but the file is empty" if instance is None
-                               else f", got {describe_value(instance)}")), path
-        return
-    if keyword == "additionalProperties":
-        allowed = list(schema.get("properties", {}))
-        for key in instance:
-            if key not in allowed:
-                hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
-                yield path + (key,), True, f"unknown key {key!r}{hint}", path + (key,)
-        return
-    if keyword == "required":
-        for key in error.validator_value:
-            if key not in instance:
-                about = schema.get("properties", {}).get(key, {}).get("description", "")
-                about = re.split(r"\. |: |; ", about)[0].rstrip(".")
-                about = f" ({about})" if about else ""
-                yield path, False, f"missing required key {key!r}{about}", path + (key,)
-        return
-    got = describe_value(instance)
-    if keyword == "type":
-        message = f"expected {expected or _type_phrase(error.validator_value)}, got {got}"
-    elif keyword == "enum":
-        options = ", ".join(repr(v) for v in error.validator_value)
-        message = (f"expected one of {options}, got {got}"
-                   + did_you_mean(instance, [str(v) for v in error.validator_value]))
-    elif keyword == "const":
-        message = f"expected {error.validator_value!r}, got {got}"
-    elif keyword == "maxLength":
-        message = f"{instance!r} is {len(instance)} characters, at most {error.validator_value} are allowed" + (
-            f"; expected {expected}" if expected else "")
-    elif keyword == "minItems":
-        message = (f"expected at least {error.validator_value} item"
-                   f"{'s' if error.validator_value != 1 else ''}, got {len(instance)}")
-    elif expected:
-        message = f"expected {expected}, got {got}"
-    else:
-        message = error.message
-    yield path, False, message, path
-
-
 # -- loading ----------------------------------------------------------------------------
 
 
@@ -261,8 +160,8 @@ class _PlanReader:
         if self.data is None:
             self.error((), "the plan file is empty; it needs 'algorithms' and 'rollouts'")
             return
-        for error in _validator().iter_errors(self.data):
-            for path, key, message, about in _schema_problems(error):
+        for error in validator().iter_errors(self.data):
+            for path, key, message, about in schema_problems(error):
                 self.error(path, message, key=key, about=about)
         if not isinstance(self.data, dict):
             return
@@ -414,10 +313,10 @@ class _PlanReader:
             seconds[key] = parsed
         interval = seconds.get("interval")
         if interval is None and "interval" not in rollout:
-            interval = units.parse_duration(_default("rollout", "interval"))
+            interval = units.parse_duration(schema_default("rollout", "interval"))
         bake = seconds.get("bake")
         health = rollout.get("health") if isinstance(rollout.get("health"), dict) else {}
-        needed = health.get("min_intervals", _default("health", "min_intervals"))
+        needed = health.get("min_intervals", schema_default("health", "min_intervals"))
         if interval is not None and bake is not None and interval > bake:
             given = "interval" in rollout
             self.error(at + ("interval",) if given else at + ("bake",),
@@ -474,26 +373,26 @@ class _PlanReader:
             source, _ = self.resolve(entry["source"])
             cflags = tuple(
                 f"-I{self.resolve(flag[2:])[0]}" if flag.startswith("-I") else flag
-                for flag in entry.get("cflags", _default("algorithm", "cflags"))
+                for flag in entry.get("cflags", schema_default("algorithm", "cflags"))
             )
             algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags,
-                                                  entry.get("ecn", _default("algorithm", "ecn")))
+                                                  entry.get("ecn", schema_default("algorithm", "ecn")))
         rollouts = []
         for entry in data["rollouts"]:
-            health = {**_health_defaults(), **entry.get("health", {})}
+            health = {**health_defaults(), **entry.get("health", {})}
             bake = units.parse_duration(entry["bake"])
             schedule = Schedule(
                 baseline=units.parse_duration(entry["baseline"]) if "baseline" in entry else bake,
-                settle=units.parse_duration(entry.get("settle", _default("rollout", "settle"))),
+                settle=units.parse_duration(entry.get("settle", schema_default("rollout", "settle"))),
                 bake=bake,
-                interval=units.parse_duration(entry.get("interval", _default("rollout", "interval"))),
+                interval=units.parse_duration(entry.get("interval", schema_default("rollout", "interval"))),
                 max_extend=units.parse_duration(health["max_extend"]))
             limits = Limits(
                 max_retransmit_ratio=units.parse_percent(health["max_retransmit_ratio"]),
                 max_increase=units.parse_percent(health["max_increase"]),
                 min_segments=int(health["min_segments"]),
                 max_fail_fraction=units.parse_percent(
-                    entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
+                    entry.get("max_fail_percentage", schema_default("rollout", "max_fail_percentage")),
                     allow_number=True),
                 on_inconclusive=health["on_inconclusive"],
                 significance=float(health["significance"]),
@@ -507,22 +406,17 @@ class _PlanReader:
                 stages=tuple(_as_stage(s) for s in entry["stages"]),
                 schedule=schedule,
                 limits=limits,
-                on_failure=entry.get("on_failure", _default("rollout", "on_failure")),
-                pause=entry.get("pause", _default("rollout", "pause")),
-                scope=Scope(default=scope.get("default", _default("scope", "default")),
+                on_failure=entry.get("on_failure", schema_default("rollout", "on_failure")),
+                pause=entry.get("pause", schema_default("rollout", "pause")),
+                scope=Scope(default=scope.get("default", schema_default("scope", "default")),
                             routes=tuple(str(ipaddress.IPv4Network(prefix))
-                                         for prefix in scope.get("routes", _default("scope", "routes")))),
+                                         for prefix in scope.get("routes", schema_default("scope", "routes")))),
                 health_source=health["source"],
                 control=None if entry.get("control") is None else _as_stage(entry["control"]),
             ))
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),
                     locations, self.display)
-
-
-def _health_defaults() -> dict[str, Any]:
-    properties = plan_schema()["$defs"]["health"]["properties"]
-    return {key: spec["default"] for key, spec in properties.items()}
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
