@@ -98,6 +98,15 @@ def format_doc_path(path: Iterable[Any]) -> str:
     return text or "(top level)"
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr(value), cut in the middle when longer than LIMIT: a message names a value, it
+    does not repeat a 4 MiB string or a number of thousands of digits."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
+
+
 def describe_value(value: Any) -> str:
     """A short description of a YAML value for 'got ...' in messages."""
     if value is None:
@@ -105,14 +114,14 @@ def describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {short_repr(value)}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {short_repr(value)}"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"a {type(value).__name__} ({value!r})"
+    return f"a {type(value).__name__} ({short_repr(value)})"
 
 
 @dataclass

@@ -35,6 +35,12 @@ from ccrollout.planschema import SCHEMA_PATH, health_defaults, plan_schema, sche
 from ccrollout.rollout.judge import Limits
 from ccrollout.schedule import Schedule
 
+# Every duration, and a whole stage from baseline to verdict, lasts at most this (the schema's).
+MAX_DURATION = plan_schema()["$defs"]["duration"]["maximum"]
+# Samples of one host before, or after, a stage's change: past this a sampler's memory and
+# the judge's tests grow for figures no decision needs.
+MAX_INTERVALS = 100_000
+
 __all__ = [
     "Algorithm",
     "Plan",
@@ -298,36 +304,73 @@ class _PlanReader:
                 return
             previous[percent] = (size, index, raw)
 
+    def duration(self, at: tuple, value: Any, *, may_be_zero: bool) -> float | None:
+        """Seconds in a duration of the plan; None (reported) unless above 0 (or 0 when
+        MAY_BE_ZERO) and at most MAX_DURATION."""
+        parsed = self.parse(at, units.parse_duration, value)
+        if parsed is None:
+            return None
+        if parsed == 0 and not may_be_zero:
+            self.error(at, f"expected a duration longer than 0, got {value!r}")
+        elif parsed > MAX_DURATION:
+            self.error(at, f"{value!r} is {units.format_duration(parsed)}, longer than a week "
+                           f"({units.format_duration(MAX_DURATION)}), the longest a duration may be")
+        else:
+            return parsed
+        return None
+
+    def durations(self, at: tuple, rollout: dict) -> dict[str, float]:
+        """The rollout's valid durations in seconds, max_extend included; the others are reported."""
+        health = rollout.get("health") if isinstance(rollout.get("health"), dict) else {}
+        places = {key: (at + (key,), rollout.get(key)) for key in ("baseline", "settle", "bake", "interval")}
+        places["max_extend"] = (at + ("health", "max_extend"), health.get("max_extend"))
+        seconds = {}
+        for key, (path, value) in places.items():
+            if value is not None and self.ok(path):
+                parsed = self.duration(path, value, may_be_zero=key in ("settle", "max_extend"))
+                if parsed is not None:
+                    seconds[key] = parsed
+        return seconds
+
     def check_timing(self, at: tuple, rollout: dict) -> None:
-        seconds: dict[str, float] = {}
-        for key in ("baseline", "settle", "bake", "interval"):
-            value = rollout.get(key)
-            if value is None or not self.ok(at + (key,)):
-                continue
-            parsed = self.parse(at + (key,), units.parse_duration, value)
-            if parsed is None:
-                continue
-            if parsed < 0 or (parsed == 0 and key != "settle"):  # only settle may be skipped
-                self.error(at + (key,), f"expected a duration longer than 0, got {value!r}")
-                continue
-            seconds[key] = parsed
+        seconds = self.durations(at, rollout)
         interval = seconds.get("interval")
-        if interval is None and "interval" not in rollout:
+        given = "interval" in rollout
+        if interval is None and not given:
             interval = units.parse_duration(schema_default("rollout", "interval"))
         bake = seconds.get("bake")
         health = rollout.get("health") if isinstance(rollout.get("health"), dict) else {}
         needed = health.get("min_intervals", schema_default("health", "min_intervals"))
-        if interval is not None and bake is not None and interval > bake:
-            given = "interval" in rollout
-            self.error(at + ("interval",) if given else at + ("bake",),
-                       f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
-                       f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
-        elif interval and bake is not None and isinstance(needed, int) and bake / interval + 1e-9 < needed:
-            given = "interval" in rollout
-            self.error(at + ("bake",),
-                       f"bake ({units.format_duration(bake)}) holds {int(bake / interval + 1e-9)} intervals of "
-                       f"{units.format_duration(interval)}{'' if given else ' (the default interval)'}; "
-                       f"the judge needs at least {needed} (health.min_intervals)")
+        if health.get("on_inconclusive") == "extend" and not seconds.get("max_extend") \
+                and self.ok(at + ("health", "max_extend")) and self.ok(at + ("health", "on_inconclusive")):
+            self.error(at + ("health", "on_inconclusive"), "on_inconclusive: extend needs max_extend, "
+                       "the longest a stage may be watched beyond bake (e.g. max_extend: 8s)")
+        if interval is None or bake is None:
+            return
+        interval_at = at + ("interval",) if given else at + ("bake",)
+        shown = f"{units.format_duration(interval)}{'' if given else ' (the default interval)'}"
+        if interval > bake:
+            self.error(interval_at, f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
+                                    f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
+        elif isinstance(needed, int) and bake / interval + 1e-9 < needed:
+            self.error(at + ("bake",), f"bake ({units.format_duration(bake)}) holds {int(bake / interval + 1e-9)} "
+                                       f"intervals of {shown}; the judge needs at least {needed} (health.min_intervals)")
+        self.check_stage_length(at, seconds, interval, interval_at, shown)
+
+    def check_stage_length(self, at: tuple, seconds: dict[str, float], interval: float, interval_at: tuple,
+                           shown: str) -> None:
+        """A stage (baseline to verdict) lasts at most MAX_DURATION, and samples at most
+        MAX_INTERVALS times before and after the change."""
+        parts = {"baseline": seconds.get("baseline", seconds["bake"]), "settle": seconds.get("settle", 0.0),
+                 "bake": seconds["bake"], "max_extend": seconds.get("max_extend", 0.0)}
+        if sum(parts.values()) > MAX_DURATION:
+            added = " + ".join(f"{key} {units.format_duration(value)}" for key, value in parts.items() if value)
+            self.error(at + ("bake",), f"a stage could last {units.format_duration(sum(parts.values()))} ({added}); "
+                                       f"at most a week ({units.format_duration(MAX_DURATION)})")
+        intervals = max(parts["baseline"], parts["bake"] + parts["max_extend"]) / interval
+        if intervals > MAX_INTERVALS:
+            self.error(interval_at, f"sampling every {shown} takes {int(intervals)} samples of each host in a "
+                                    f"stage; at most {MAX_INTERVALS}: sample less often")
 
     def check_scope(self, at: tuple, scope: Any) -> None:
         if not isinstance(scope, dict):
@@ -350,12 +393,6 @@ class _PlanReader:
             value = health.get(key)
             if isinstance(value, str) and self.ok(at + (key,)):
                 self.parse(at + (key,), units.parse_percent, value)
-        extend = health.get("max_extend")
-        if extend is not None and self.ok(at + ("max_extend",)):
-            extend = self.parse(at + ("max_extend",), units.parse_duration, extend)
-        if health.get("on_inconclusive") == "extend" and not extend and self.ok(at + ("on_inconclusive",)):
-            self.error(at + ("on_inconclusive",), "on_inconclusive: extend needs max_extend, "
-                       "the longest a stage may be watched beyond bake (e.g. max_extend: 8s)")
 
     def parse(self, at: tuple, parser: Any, value: Any) -> Any:
         try:

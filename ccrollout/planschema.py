@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,7 +38,15 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Itera
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-_PlanValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+def _finite_number(checker: Any, instance: Any) -> bool:
+    # YAML has .nan and .inf, and NaN passes every minimum and maximum; a plan's numbers are finite.
+    number = jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(instance, "number")
+    return number and not (isinstance(instance, float) and not math.isfinite(instance))
+
+
+_PlanValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"pattern": _pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number))
 
 
 @functools.cache

@@ -19,8 +19,9 @@ _MAX_RANGE_HOSTS = 100_000
 
 _BRACKETED_HOSTPORT_RE = re.compile(r"^\[(.+)\]:([0-9]+)$")
 _HOSTPORT_RE = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
-# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:].
-_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:]. Indices have at most
+# 9 digits (no inventory is longer); longer ones do not parse as a subscript.
+_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]{1,9})|([0-9]{1,9})([:-])([0-9]{0,9}))\]$")
 _PATTERN_TERM_RE = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
 
 # (start, None) is one index; (start, end) an inclusive slice, end -1 meaning 'to the last'.

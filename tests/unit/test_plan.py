@@ -278,7 +278,7 @@ def test_durations_and_percentages(tree):
                                  .replace('max_increase: "2%"', 'max_increase: "200%"'))
     lines = errors_of(path)
     assert lines[0] == f"{path}:11:15: rollouts[0].baseline: expected a duration longer than 0, got '0s'"
-    assert lines[1].startswith(f"{path}:12:11: rollouts[0].bake: expected a duration such as")
+    assert lines[1].startswith(f"{path}:12:11: rollouts[0].bake: expected a duration of at most a week, such as")
     assert lines[2].startswith(f"{path}:16:21: rollouts[0].health.max_increase: a percentage here can be at most")
 
 
@@ -534,3 +534,53 @@ def test_extend_needs_a_limit(tree):
     assert (rollout.limits.on_inconclusive, rollout.schedule.max_extend, rollout.limits.min_intervals) == \
         ("extend", 6.0, 3)
     assert rollout.limits.max_extend_intervals == 3  # 6 s of 2 s intervals
+
+
+# -- hostile numbers (from a fuzzing session: each was a traceback in check or apply) -----------
+
+
+def _rollout_line(text: str) -> str:
+    return VALID.replace("    bake: 10s\n", f"    bake: 10s\n{text}")
+
+
+@pytest.mark.parametrize("change, where, expected", [
+    (("    bake: 10s\n", "    bake: 1" + "0" * 400 + "\n"), "12:11: rollouts[0].bake", "of at most a week"),
+    (("    interval: 2s\n", '    interval: "1' + "0" * 400 + '"\n'), "13:15: rollouts[0].interval", "of at most a week"),
+    (("    stages: [1, \"50%\", \"100%\"]\n", '    stages: ["' + "1" * 5000 + '%"]\n'), "10:14: rollouts[0].stages[0]",
+     "a whole percentage"),
+    (("    max_fail_percentage: 0\n", "    max_fail_percentage: .nan\n"), "rollouts[0].max_fail_percentage",
+     "got the number nan"),
+    (("      on_inconclusive: fail\n", "      on_inconclusive: fail\n      significance: .nan\n"),
+     "rollouts[0].health.significance", "got the number nan"),
+    (("      on_inconclusive: fail\n", "      on_inconclusive: extend\n      max_extend: .inf\n"),
+     "rollouts[0].health.max_extend", "got the number inf"),
+    (("    bake: 10s\n", "    bake: 10s\n    settle: 9999999999s\n"), "rollouts[0].settle",
+     "'9999999999s' is 2777777h46m39s, longer than a week (168h)"),
+    (("    bake: 10s\n", "    bake: .inf\n"), "rollouts[0].bake", "got the number inf"),
+], ids=["400-digit bake", "400-digit interval", "5000-digit stage", "nan max_fail_percentage",
+        "nan significance", "infinite max_extend", "settle of 317 years", "infinite bake"])
+def test_numbers_beyond_bounds_are_invalid_input_with_their_place(tree, change, where, expected):
+    path = write_plan(tree, VALID.replace(*change))
+    lines = errors_of(path)
+    assert any(where in line and expected in line for line in lines), lines
+    assert all(len(line) < 400 for line in lines)
+
+
+def test_a_stage_lasts_at_most_a_week_and_samples_at_most_100000_times(tree):
+    lines = errors_of(write_plan(tree, VALID.replace("    baseline: 5s\n", "    baseline: 100h\n")
+                                 .replace("    bake: 10s\n", "    bake: 100h\n").replace("interval: 2s", "interval: 10s")))
+    assert any("rollouts[0].bake: a stage could last 200h (baseline 100h + bake 100h); at most a week" in line
+               for line in lines), lines
+    (line,) = errors_of(write_plan(tree, VALID.replace("    bake: 10s\n", "    bake: 28h\n")
+                                   .replace("interval: 2s", "interval: 1s")))
+    assert "rollouts[0].interval: sampling every 1s takes 100800 samples of each host in a stage; at most 100000" in line
+    assert "100000 times" in plan_schema()["$defs"]["rollout"]["properties"]["interval"]["description"]
+
+
+def test_a_host_pattern_subscript_of_thousands_of_digits_is_no_traceback(tree, tmp_path):
+    path = write_plan(tree, VALID.replace("    hosts: lab\n", f"    hosts: \"lab[{'1' * 5000}]\"\n"))
+    (line,) = errors_of(path)
+    assert "rollouts[0].hosts" in line and "at most 1000 characters" in line
+    (tmp_path / "inv").write_text("[lab]\nh1\n")
+    inventory = load_inventory([str(tmp_path / "inv")])
+    assert inventory.select(f"lab[{'1' * 5000}]") == []
