@@ -210,14 +210,26 @@ class _PlanReader:
             return None, (f"{relative!r} must be a path relative to the plan's directory "
                           f"({self.plan_dir})")
         try:
-            root = Path(os.path.realpath(self.plan_dir)).parent
+            root = self.containment_root()
             resolved = Path(os.path.realpath(self.plan_dir / relative))
         except (OSError, ValueError) as exc:
             return None, f"cannot resolve {relative!r}: {exc}"
+        if root is None:
+            return None, "a plan in / may not name files; move it into a directory of its own"
         if not resolved.is_relative_to(root):
-            return None, (f"{relative!r} resolves to {resolved}, outside {root}; a plan may only use "
-                          f"files under the directory that holds its own directory")
+            return None, (f"{relative!r} resolves to {resolved}, outside {root}; a plan may only use files "
+                          f"under the directory that holds its own directory, or under its own directory "
+                          f"when that is directly under /")
         return resolved, None
+
+    def containment_root(self) -> Path | None:
+        """What a plan's files must stay inside: the directory holding the plan's directory
+        (playbooks/../bpf), but never / itself. So a plan in /tmp keeps to /tmp, and one in
+        / names no file. Links are followed, as the compiler would follow them."""
+        directory = Path(os.path.realpath(self.plan_dir))
+        if directory.parent == directory:
+            return None
+        return directory if directory.parent.parent == directory.parent else directory.parent
 
     def check_path(self, at: tuple, relative: str, *, want: str) -> None:
         resolved, problem = self.resolve(relative)

@@ -104,6 +104,9 @@ def schema_problems(error: jsonschema.ValidationError) -> Iterable[tuple[tuple, 
         options = ", ".join(repr(v) for v in error.validator_value)
         message = (f"expected one of {options}, got {got}"
                    + did_you_mean(instance, [str(v) for v in error.validator_value]))
+    elif keyword == "not" and isinstance(error.validator_value, dict) and "enum" in error.validator_value:
+        message = (f"{instance!r} is the name of a congestion control of Linux's own; "
+                   f"give this one a name of its own (e.g. ccr_{instance})")
     elif keyword == "const":
         message = f"expected {error.validator_value!r}, got {got}"
     elif keyword == "maxLength":

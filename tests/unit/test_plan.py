@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -233,6 +234,31 @@ def test_symlink_out_of_the_tree_is_rejected(tree, tmp_path_factory):
     (tree / "bpf" / "link.bpf.c").symlink_to(outside)
     path = write_plan(tree, VALID.replace("ccr_reno.bpf.c", "link.bpf.c"))
     assert "outside" in errors_of(path)[0]
+
+
+def test_a_plan_directly_under_the_root_keeps_to_its_own_directory(tmp_path):
+    import tempfile
+    from ccrollout.diagnostics import load_marked_yaml
+    from ccrollout.plan import _PlanReader
+    with tempfile.NamedTemporaryFile("w", dir="/tmp", suffix=".yaml") as plan:
+        plan.write(VALID.replace("../bpf/ccr_reno.bpf.c", "../etc/passwd").replace(', "-Iinclude"', ""))
+        plan.flush()
+        (line,) = errors_of(Path(plan.name))
+    assert "algorithms[0].source: '../etc/passwd' resolves to /etc/passwd, outside /tmp" in line
+    in_root = _PlanReader("/plan.yaml", Path("/plan.yaml"), load_marked_yaml(VALID))
+    assert in_root.resolve("etc/passwd") == (None, "a plan in / may not name files; move it into a directory "
+                                                   "of its own")
+    deep = _PlanReader("p", tmp_path / "playbooks" / "plan.yaml", load_marked_yaml(VALID))
+    assert deep.containment_root() == Path(os.path.realpath(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["reno", "cubic", "bbr", "dctcp", "vegas", "westwood", "htcp", "hybla",
+                                  "illinois", "scalable", "lp", "veno", "yeah", "bic", "cdg", "nv", "highspeed"])
+def test_the_names_of_linuxs_own_controls_are_refused(tree, name):
+    path = write_plan(tree, VALID.replace("ccr_reno", name))
+    lines = errors_of(path)
+    assert f"{path}:3:11: algorithms[0].name: {name!r} is the name of a congestion control of Linux's own; " \
+           f"give this one a name of its own (e.g. ccr_{name})" in lines
 
 
 def test_cflags_are_limited(tree):
