@@ -388,8 +388,8 @@ def cmd_inventory(args) -> int:
     if args.list:
         if args.limit:
             raise InvalidInput("--limit goes with --hosts, not --list")
-        json.dump(inventory.to_ansible_list(export=args.export), sys.stdout, indent=4, sort_keys=True)
-        print()
+        from . import jsontext
+        print(jsontext.dumps(inventory.to_ansible_list(export=args.export)))  # whole, or nothing
         return errors.EXIT_OK
     for host in _select_hosts(inventory, args.hosts, args.limit):
         print(host.name)

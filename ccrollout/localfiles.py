@@ -12,6 +12,7 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import Callable, Iterator
 
 PLAN_LIMIT = 4 << 20        # bytes of a plan file
 INVENTORY_LIMIT = 16 << 20  # bytes of one inventory, group_vars or host_vars file
@@ -65,6 +66,44 @@ def read_regular_text(path: str | os.PathLike, limit: int) -> str:
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UnreadableFile(f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def walk_files(directory: str | os.PathLike, wanted: Callable[[Path, bool], bool],
+               on_error: Callable[[Path, OSError], None]) -> list[Path]:
+    """The files under DIRECTORY that WANTED(path, is_directory) keeps (a directory it does not
+    keep is not entered), depth first in name order, as a recursive walk would list them.
+    Each directory is entered once, so links back up the tree (two `-> .` links would
+    make a naive walk exponential) cost nothing; and it loops rather than recurses, so a tree
+    a thousand levels deep is only long. ON_ERROR hears of directories it cannot list."""
+    entered: set[tuple[int, int]] = set()  # (device, inode): one stat, where realpath costs one per level
+
+    def entries(path: Path) -> Iterator[Path]:
+        try:
+            info = os.stat(path)
+            if (info.st_dev, info.st_ino) in entered:
+                return iter(())
+            entered.add((info.st_dev, info.st_ino))
+            names = sorted(os.listdir(path))
+        except OSError as exc:
+            on_error(path, exc)
+            return iter(())
+        return iter([path / name for name in names])
+
+    found: list[Path] = []
+    pending = [entries(Path(directory))]
+    while pending:
+        path = next(pending[-1], None)
+        if path is None:
+            pending.pop()
+            continue
+        is_directory = path.is_dir()
+        if not wanted(path, is_directory):
+            continue
+        if is_directory:
+            pending.append(entries(path))
+        else:
+            found.append(path)
+    return found
 
 
 def make_private_directory(path: str | os.PathLike) -> Path:

@@ -291,7 +291,7 @@ class _PlanReader:
             if bare.startswith("~"):
                 try:
                     re.compile(bare[1:])
-                except re.error as exc:
+                except (re.error, RecursionError, OverflowError) as exc:
                     self.error(at, f"invalid regular expression {bare[1:]!r} in host pattern: {exc}")
 
     def check_control(self, at: tuple, control: Any) -> None:

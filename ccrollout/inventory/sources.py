@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ccrollout.diagnostics import Diagnostics
-from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text
+from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text, walk_files
 
 from .builder import InventoryBuilder
 from .ini import read_ini_inventory
@@ -73,14 +73,16 @@ class _SourceReader:
             self.builder.add_hosts(names, "ungrouped", port)
 
     def read_directory(self, directory: Path) -> None:
-        for entry in sorted(os.listdir(directory)):
-            if _IGNORED_NAMES.search(entry) or entry.endswith(_IGNORED_EXTENSIONS):
-                continue
-            path = directory / entry
-            if path.is_dir():
-                self.read_directory(path)
-            elif path.is_file():
-                self.read_file(path)
+        def wanted(path: Path, is_directory: bool) -> bool:
+            name = path.name
+            ignored = _IGNORED_NAMES.search(name) or name.endswith(_IGNORED_EXTENSIONS)
+            return not ignored and (is_directory or path.is_file())
+
+        def unreadable(path: Path, exc: OSError) -> None:
+            self.error(str(path), 0, f"cannot read the inventory directory: {exc.strerror or exc}")
+
+        for path in walk_files(directory, wanted, unreadable):
+            self.read_file(path)
 
     def read_file(self, path: Path) -> None:
         file = str(path)

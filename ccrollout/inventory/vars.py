@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ccrollout.diagnostics import Diagnostics
-from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text
+from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text, walk_files
 
 from .builder import InventoryBuilder
 from .yaml import YAML_EXTENSIONS, load_yaml_document
@@ -48,7 +48,7 @@ class VarsFiles:
                 stem = directory / entity
                 for candidate in (stem, *(stem.with_name(entity + ext) for ext in YAML_EXTENSIONS)):
                     if candidate.is_dir():
-                        files = _vars_dir_files(candidate)
+                        files = self._vars_dir_files(candidate)
                     elif candidate.exists():  # a FIFO or device is reported, not read
                         files = [candidate]
                     else:
@@ -81,19 +81,21 @@ class VarsFiles:
         self._file_vars[key] = document.data
         return document.data
 
+    def _vars_dir_files(self, directory: Path) -> list[Path]:
+        """The files of a group_vars/NAME/ directory, as Ansible reads them: hidden and backup
+        files skipped, subdirectories without an extension entered."""
+        def wanted(path: Path, is_directory: bool) -> bool:
+            if path.name.startswith(".") or path.name.endswith("~"):
+                return False
+            extension = os.path.splitext(path.name)[1]
+            if is_directory:
+                return not extension
+            return path.exists() and (not extension or extension in YAML_EXTENSIONS)
 
-def _vars_dir_files(directory: Path) -> list[Path]:
-    found: list[Path] = []
-    for entry in sorted(os.listdir(directory)):
-        if entry.startswith(".") or entry.endswith("~"):
-            continue
-        path = directory / entry
-        extension = os.path.splitext(entry)[1]
-        if path.is_dir() and not extension:
-            found.extend(_vars_dir_files(path))
-        elif path.exists() and (not extension or extension in YAML_EXTENSIONS):
-            found.append(path)
-    return found
+        def unreadable(path: Path, exc: OSError) -> None:
+            self.diagnostics.add(str(path), 0, 0, f"cannot read the variables directory: {exc.strerror or exc}")
+
+        return walk_files(directory, wanted, unreadable)
 
 
 def sort_groups(builder: InventoryBuilder, depths: dict[str, int], names: Iterable[str]) -> list[str]:
