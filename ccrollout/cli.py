@@ -149,9 +149,11 @@ def _runner(args, hosts, journal, preflight_all: bool = False):
                   preflight_all=preflight_all)
 
 
-def _journal(path):
-    from .journal import Journal
-    return Journal(path)
+def _journal(path, access_name: str):
+    """The journal, opened for reading ("read"), for writing one that exists ("write"), or
+    made when missing ("create"); writable ones are proven so before any host is reached."""
+    from .journal import Access, Journal
+    return Journal(path, Access(access_name))
 
 
 def _print_summary(result) -> None:
@@ -170,7 +172,7 @@ def cmd_apply(args) -> int:
     plan = load_plan(args.plan)
     inventory = load_inventory(args.inventory)
     check_plan_against_inventory(plan, inventory)
-    journal = _journal(args.journal)
+    journal = None if args.check else _journal(args.journal, "create")  # check mode records nothing
     exit_code = errors.EXIT_OK
     for rollout in plan.rollouts:
         hosts = _select_hosts(inventory, rollout.hosts, args.limit)
@@ -189,12 +191,12 @@ def cmd_apply(args) -> int:
 def cmd_rollback(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
-    journal = _journal(args.journal)
-    if args.from_hosts:
+    if args.from_hosts:  # the way back when the journal is lost or damaged: it is not opened
         if args.rollout:
             raise UserError("rollback --from-hosts undoes every host's own record; it takes no ROLLOUT",
                             errors.EXIT_USAGE)
-        return _rollback_from_hosts(args, inventory, journal)
+        return _rollback_from_hosts(args, inventory, None)
+    journal = _journal(args.journal, "write")
     rollout_id = _named_rollout(journal, args.rollout)["id"]
     controller = journal.controller(rollout_id)
     if controller and controller[2] and controller[1] != os.getpid() and \
@@ -220,7 +222,7 @@ def _named_rollout(journal, rollout_id: str | None) -> dict:
 
 def cmd_gate(args) -> int:
     import getpass
-    journal = _journal(args.journal)
+    journal = _journal(args.journal, "read")  # nothing is written unless the gate can be passed
     recorded = _named_rollout(journal, args.rollout)
     if recorded["status"] != RolloutStatus.PAUSED:
         raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}, not paused")
@@ -229,7 +231,8 @@ def cmd_gate(args) -> int:
         raise UserError(f"rollout {recorded['id']} is paused but its controller (pid {controller[1]}) is gone: "
                         f"`ccrollout resume {recorded['id']}` or `ccrollout rollback {recorded['id']}`",
                         errors.EXIT_NEEDS_ATTENTION)
-    journal.event(recorded["id"], None, args.command, {"by": getpass.getuser()})
+    journal.close()
+    _journal(args.journal, "write").event(recorded["id"], None, args.command, {"by": getpass.getuser()})
     print(f"rollout {recorded['id']}: {args.command} sent; its controller "
           + ("goes on to the next stage" if args.command == "promote" else "rolls it back"))
     return errors.EXIT_OK
@@ -239,7 +242,7 @@ def cmd_resume(args) -> int:
     from .inventory import load_inventory
     from .journal import HostsLocked
     from .plan import load_plan
-    journal = _journal(args.journal)
+    journal = _journal(args.journal, "write")
     recorded = _named_rollout(journal, args.rollout)
     if recorded["status"] in (RolloutStatus.COMPLETED, RolloutStatus.ROLLED_BACK):
         raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}: nothing to resume")
@@ -422,7 +425,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_history(args) -> int:
-    journal = _journal(args.journal)
+    from .journal import default_path
+    if not args.journal and not os.path.lexists(default_path()):  # nothing recorded here yet
+        if args.json:
+            print("[]")
+        return errors.EXIT_OK
+    journal = _journal(args.journal, "read")
     rollouts = journal.rollouts()
     if args.json:
         for rollout in rollouts:
