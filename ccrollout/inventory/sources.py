@@ -48,13 +48,20 @@ class _SourceReader:
     def read_source(self, source: str) -> str | None:
         """Read one ``-i`` source; returns the directory whose group_vars/host_vars apply."""
         path = Path(os.path.expanduser(source))
-        if not path.exists():
+        try:
+            exists, is_directory = path.exists(), path.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long for a file, for one
+            exists, is_directory = False, False
+            if "," not in source:
+                self.error(source[:200], 0, f"inventory source cannot be read: {getattr(exc, 'strerror', None) or exc}")
+                return None
+        if not exists:
             if "," in source:
                 self.read_host_list(source)
                 return None
             self.error(source, 0, "inventory source not found")
             return None
-        if path.is_dir():
+        if is_directory:
             self.read_directory(path)
             return str(path)
         self.read_file(path)

@@ -44,12 +44,13 @@ class VarsFiles:
         if cache_key not in self._entity_vars:
             self._entity_vars[cache_key] = {}
             directory = Path(base) / kind
-            if directory.is_dir():
+            if _kind_of(directory) == "directory":
                 stem = directory / entity
                 for candidate in (stem, *(stem.with_name(entity + ext) for ext in YAML_EXTENSIONS)):
-                    if candidate.is_dir():
+                    found = _kind_of(candidate)
+                    if found == "directory":
                         files = self._vars_dir_files(candidate)
-                    elif candidate.exists():  # a FIFO or device is reported, not read
+                    elif found == "other":  # a FIFO or device is reported, not read
                         files = [candidate]
                     else:
                         continue
@@ -96,6 +97,15 @@ class VarsFiles:
             self.diagnostics.add(str(path), 0, 0, f"cannot read the variables directory: {exc.strerror or exc}")
 
         return walk_files(directory, wanted, unreadable)
+
+
+def _kind_of(path: Path) -> str | None:
+    """"directory", "other", or None when there is nothing to read there, including names
+    no file can have (a group name of 5,000 characters, or with a NUL in it)."""
+    try:
+        return "directory" if path.is_dir() else "other" if path.exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 def sort_groups(builder: InventoryBuilder, depths: dict[str, int], names: Iterable[str]) -> list[str]:
