@@ -168,7 +168,7 @@ def test_the_agent_answers_any_request_with_a_refusal_or_a_result(message):
     json.dumps(answer)  # what serve() writes
 
 
-@settings(max_examples=max(100, fuzzkit.EXAMPLES // 2), deadline=None)
+@settings(max_examples=max(100, fuzzkit.EXAMPLES), deadline=None)
 @given(lines=st.lists(st.one_of(st.binary(max_size=200), fuzzgen.host_messages.map(
     lambda message: json.dumps(message).encode())), max_size=5))
 def test_the_agent_serves_any_bytes_with_one_json_line_each(lines):
