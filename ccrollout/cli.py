@@ -356,9 +356,9 @@ def cmd_trace(args) -> int:
         seconds, interval = units.parse_duration(args.duration), units.parse_duration(args.interval)
     except ValueError as exc:
         raise UserError(f"trace: {exc}", errors.EXIT_USAGE) from None
-    if not 0 < seconds <= 3600 or not 0 < interval <= min(seconds, 60) or args.top < 0:
+    if not 0 < seconds <= 3600 or not 0 < interval <= min(seconds, 60) or not 0 <= args.top <= 100:
         raise UserError("trace: --duration must be up to 1h, --interval up to 60s and no longer than "
-                        "--duration, --top 0 or more", errors.EXIT_USAGE)
+                        "--duration, --top from 0 to 100", errors.EXIT_USAGE)
     action = protocol.action("trace", seconds=seconds, interval=interval, top=args.top)
     live = None if args.json else _show_trace_progress(threading.Lock())
     outcomes = _call_each(args, [action], on_progress=live)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import jsonschema
 
-from ccrollout.diagnostics import describe_value, did_you_mean
+from ccrollout.diagnostics import describe_value, did_you_mean, short_repr
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "plan.schema.json"
 
@@ -110,10 +110,10 @@ def schema_problems(error: jsonschema.ValidationError) -> Iterable[tuple[tuple, 
     elif keyword == "const":
         message = f"expected {error.validator_value!r}, got {got}"
     elif keyword == "maxLength":
-        message = f"{instance!r} is {len(instance)} characters, at most {error.validator_value} are allowed" + (
+        message = f"{short_repr(instance)} is {len(instance)} characters, at most {error.validator_value} are allowed" + (
             f"; expected {expected}" if expected else "")
-    elif keyword == "minItems":
-        message = (f"expected at least {error.validator_value} item"
+    elif keyword in ("minItems", "maxItems"):
+        message = (f"expected {'at least' if keyword == 'minItems' else 'at most'} {error.validator_value} item"
                    f"{'s' if error.validator_value != 1 else ''}, got {len(instance)}")
     elif expected:
         message = f"expected {expected}, got {got}"

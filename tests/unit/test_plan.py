@@ -610,3 +610,15 @@ def test_a_host_pattern_subscript_of_thousands_of_digits_is_no_traceback(tree, t
     (tmp_path / "inv").write_text("[lab]\nh1\n")
     inventory = load_inventory([str(tmp_path / "inv")])
     assert inventory.select(f"lab[{'1' * 5000}]") == []
+
+
+def test_at_most_256_routes_as_a_host_takes_in_one_request(tree):
+    routes = ", ".join(f'"10.{i // 256}.{i % 256}.0/24"' for i in range(257))
+    (line,) = errors_of(write_plan(tree, VALID.replace("    on_failure: rollback\n",
+                                                       f"    on_failure: rollback\n    scope: {{routes: [{routes}]}}\n")))
+    assert "rollouts[0].scope.routes: expected at most 256 items, got 257" in line
+
+
+def test_a_long_value_is_named_not_repeated(tree):
+    (line,) = errors_of(write_plan(tree, VALID.replace("    hosts: lab\n", f"    hosts: {'x' * 5000}\n")))
+    assert "is 5000 characters, at most 1000 are allowed" in line and len(line) < 400
