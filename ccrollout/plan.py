@@ -529,12 +529,17 @@ def check_plan_against_inventory(plan: Plan, inventory: Inventory) -> None:
     for index, rollout in enumerate(plan.rollouts):
         doc_path = f"rollouts[{index}].hosts"
         line, column = plan.locations.get(doc_path, (0, 0))
-        unmatched = inventory.unmatched_terms(rollout.hosts)
+        try:
+            unmatched = inventory.unmatched_terms(rollout.hosts)
+            selected = unmatched or inventory.select(rollout.hosts)
+        except InvalidInput as exc:  # a regular expression that is invalid, or takes too long
+            diagnostics.add(name, line, column, f"{doc_path}: {exc}")
+            continue
         for term in unmatched:
             diagnostics.add(name, line, column,
                             f"{doc_path}: {term!r} in host pattern {rollout.hosts!r} names no group or host "
                             f"in the inventory{inventory.did_you_mean(term)}")
-        if not unmatched and not inventory.select(rollout.hosts):
+        if not selected:
             diagnostics.add(name, line, column,
                             f"{doc_path}: host pattern {rollout.hosts!r} selects no host in the inventory")
     diagnostics.raise_if_any()

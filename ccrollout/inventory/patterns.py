@@ -106,7 +106,7 @@ def match_names(names: Iterable[str], expression: str) -> list[str]:
             return [name for name in names if matcher.match(name)]
     except MatchTimeout:
         raise InvalidInput(f"host pattern {short_repr(expression)} took more than {MATCH_SECONDS:g}s to match "
-                           f"{len(names)} names: a regular expression with nested repetition such as (a+)+ "
+                           f"{len(names)} name{'s' if len(names) != 1 else ''}: a regular expression with nested repetition such as (a+)+ "
                            f"backtracks for ever on some names; simplify it") from None
 
 

@@ -622,3 +622,14 @@ def test_at_most_256_routes_as_a_host_takes_in_one_request(tree):
 def test_a_long_value_is_named_not_repeated(tree):
     (line,) = errors_of(write_plan(tree, VALID.replace("    hosts: lab\n", f"    hosts: {'x' * 5000}\n")))
     assert "is 5000 characters, at most 1000 are allowed" in line and len(line) < 400
+
+
+def test_a_backtracking_host_pattern_is_reported_at_its_line(tree, tmp_path, monkeypatch):
+    from ccrollout.inventory import patterns
+    monkeypatch.setattr(patterns, "MATCH_SECONDS", 0.2)
+    (tmp_path / "inv").write_text("a" * 40 + "b\n")
+    plan = load_plan(write_plan(tree, VALID.replace("    hosts: lab\n", "    hosts: '~(a+)+$'\n")))
+    with pytest.raises(InvalidInput) as caught:
+        check_plan_against_inventory(plan, load_inventory([str(tmp_path / "inv")]))
+    assert re.match(r".*plan.yaml:9:12: rollouts\[0\].hosts: host pattern '~\(a\+\)\+\$' took more than 0.2s to "
+                    r"match 1 name: ", str(caught.value))
