@@ -57,6 +57,8 @@ def _reported(method):
             raise JournalError(f"journal {self.path} {journalfile.describe(exc, self.access)}") from None
         except journalrows.TamperedRow as exc:
             raise JournalError(f"journal {self.path}: {exc}") from None
+        except UnicodeDecodeError:  # sqlite hands text back as it was stored
+            raise JournalError(f"journal {self.path}: holds text that is not UTF-8; damaged, or edited?") from None
     return guarded
 
 

@@ -104,7 +104,8 @@ def describe(error: sqlite3.Error, access: Access) -> str:
                 ("not a database", "is damaged: not an SQLite database"),
                 ("no such", f"does not have the layout of a ccrollout journal ({text})"),
                 ("unable to open", "cannot be opened (is its directory readable?)"),
-                ("disk i/o", "could not be read or written (disk I/O error)"))
+                ("disk i/o", "could not be read or written (disk I/O error)"),
+                ("decode", "holds text that is not UTF-8; damaged, or edited?"))
     return next((meaning for key, meaning in meanings if key in text.lower()), f"cannot be used: {text}")
 
 
@@ -134,6 +135,8 @@ def open_journal(path: Path, access: Access) -> sqlite3.Connection:
             raise
     except sqlite3.Error as exc:
         raise JournalError(f"journal {path} {describe(exc, access)}") from None
+    except UnicodeDecodeError:
+        raise JournalError(f"journal {path}: holds names that are not UTF-8; damaged?") from None
     return connection
 
 

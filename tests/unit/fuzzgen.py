@@ -70,18 +70,39 @@ def _paths(node, prefix=()):
             yield from _paths(value, prefix + (index,))
 
 
+_DURATIONS = ["1s", "2s", "8s", "500ms", "1m", "1m30s", "0s", 3, 0.5, "100h", "604800s", 604800]
+# Per key, values a plan may well hold (and a few just past a bound).
+_PLAUSIBLE_BY_KEY = {
+    **{key: _DURATIONS for key in ("baseline", "settle", "bake", "interval", "max_extend")},
+    "stages": [[1], [1, "50%"], ["100%"], [2, 3], ["1%", "101%"], [1000000]], "hosts": ["lab", "lab:!canary",
+    "all", "~lab\\d", "lab[0]", "lab[-1]", "lab[0:9]", "~(lab)+$"], "max_fail_percentage": [0, 50, "10%", 100, "100.5%"],
+    "max_retransmit_ratio": ["5%", "0.5%", "100%"], "max_increase": ["0%", "2%", "99.9%"],
+    "min_segments": [0, 1, 10**12, 10**12 + 1], "on_inconclusive": ["fail", "pass", "extend"],
+    "significance": [0.01, 0.5, 0.999], "min_intervals": [2, 3, 4, 100000], "control": [None, 0, 5, "10%", "100%"],
+    "pause": [True, False], "ecn": [True, False], "default": [True, False], "cflags": [[], ["-DA"], ["-UB=1"]],
+    "routes": [[], ["10.0.0.0/8"], ["10.0.0.1/8"]], "on_failure": ["rollback", "hold"], "version": [1, 2]}
+
+
 @st.composite
-def _mutated_document(draw, base):
+def _plausible_for(draw, key):
+    choices = _PLAUSIBLE_BY_KEY.get(key)
+    return copy.deepcopy(draw(st.sampled_from(choices))) if choices else draw(_plausible)
+
+
+@st.composite
+def _mutated_document(draw, base, values=_values):
+    """BASE with up to four values replaced or added; VALUES None draws plausible ones by key."""
     document = copy.deepcopy(base)
     for _ in range(draw(st.integers(0, 4))):
         path = draw(st.sampled_from([p for p in _paths(document) if p]))
         parent = document
         for part in path[:-1]:
             parent = parent[part]
-        if draw(st.booleans()) or not isinstance(parent, dict):
-            parent[path[-1]] = draw(_values)
+        value = draw(_plausible_for(path[-1]) if values is None else values)
+        if values is None or draw(st.booleans()) or not isinstance(parent, dict):
+            parent[path[-1]] = value
         else:
-            parent[draw(st.text(max_size=10))] = draw(_values)
+            parent[draw(st.text(max_size=10))] = value
     return document
 
 
@@ -107,6 +128,7 @@ def _with_snippets(draw, text: str) -> str:
 
 
 plans = st.one_of(_mutated_document(BASE_PLAN).map(_dump),
+                  _mutated_document(BASE_PLAN, None).map(_dump),  # more often valid: the later checks
                   _mutated_document(BASE_PLAN).map(_dump).flatmap(_with_snippets))
 
 _INI_LINES = st.one_of(
@@ -239,17 +261,28 @@ _json = st.recursive(_json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)), max_leaves=12)
 
 
+# A value each field takes, so that many generated actions are valid and reach the dispatch.
+_PLAUSIBLE_FIELDS = {
+    "name": "ccr_fuzz", "digest": "ab" * 32, "object": "AAAA", "default": True, "routes": ["10.0.0.0/8", "::/0"],
+    "ecn": False, "restore": "cubic", "rollout": "20250101-000000-abcdef", "controller": "host:1", "lease": 60.0,
+    "lifetime": 60, "source": "trace", "seconds": 1.0, "interval": 0.5, "top": 100, "tracer": True}
+
+
 @st.composite
 def _action(draw):
     operation = draw(st.sampled_from(sorted(protocol.OPERATIONS)))
-    names = protocol.OPERATIONS[operation].field_names() + ["op", "extra"]
-    fields = draw(st.dictionaries(st.sampled_from(names), _json, max_size=len(names)))
-    return {"op": draw(st.one_of(st.just(operation), _json_scalars)), **{k: v for k, v in fields.items() if k != "op"}}
+    names = protocol.OPERATIONS[operation].field_names()
+    fields = {name: _PLAUSIBLE_FIELDS[name] for name in names if draw(st.booleans()) or name not in ("object",)}
+    if draw(st.booleans()):  # and spoil one
+        fields[draw(st.sampled_from(names + ["op", "extra"]))] = draw(_json)
+    return {"op": operation if draw(st.integers(0, 9)) else draw(_json_scalars),
+            **{k: v for k, v in fields.items() if k != "op"}}
 
 
+_well_formed = st.fixed_dictionaries({"id": st.integers(0, 2**53), "state_dir": st.just("/var/lib/ccrollout-fuzz"),
+                                      "actions": st.lists(_action(), max_size=4)})
 host_messages = st.one_of(
     _json,
     st.fixed_dictionaries({"id": _json_scalars, "state_dir": _json_scalars,
                            "actions": st.one_of(st.lists(_action(), max_size=20), _json)}),
-    st.fixed_dictionaries({"id": st.integers(0, 2**53), "state_dir": st.just("/var/lib/ccrollout-fuzz"),
-                           "actions": st.lists(_action(), max_size=4)}))
+    _well_formed, _well_formed, _well_formed)  # most of them: the actions' own checks

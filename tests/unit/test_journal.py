@@ -210,3 +210,12 @@ def test_a_tampered_row_is_one_clear_error(tmp_path, table, column, value, messa
         journal.controller(rollout)
     assert message in str(caught.value) and "was the journal edited?" in str(caught.value)
     assert caught.value.exit_code == 3
+
+
+def test_text_that_is_not_utf8_is_damage_not_a_crash(tmp_path):
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    journal.start_rollout("/plan.yaml", "r1", "ccr_reno", DIGEST, ["lab1"])
+    journal._db.execute("UPDATE rollouts SET plan = CAST(X'2f80' AS TEXT)")
+    with pytest.raises(JournalError, match="holds text that is not UTF-8"):
+        journal.rollouts()
