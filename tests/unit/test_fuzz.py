@@ -88,7 +88,8 @@ def test_inventory_survives_any_inventory_and_pattern(worker, inventory_home, in
     if listed.code == 0:
         assert listed.stdout_size == len(listed.stdout)
         assert set(fuzzkit.strict_json(listed.stdout)) >= {"_meta", "all"}
-    fuzzkit.check(worker.run("inventories", ["inventory", "-i", inventory_home / name, "--hosts", pattern]),
+    # --hosts=PATTERN: a pattern that starts with '-' is otherwise an option to argparse
+    fuzzkit.check(worker.run("inventories", ["inventory", "-i", inventory_home / name, f"--hosts={pattern}"]),
                   INVENTORY_EXITS)
 
 
