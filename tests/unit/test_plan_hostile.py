@@ -116,3 +116,17 @@ def test_a_backtracking_host_pattern_is_reported_at_its_line(tree, tmp_path, mon
         check_plan_against_inventory(plan, load_inventory([str(tmp_path / "inv")]))
     assert re.match(r".*plan.yaml:9:12: rollouts\[0\].hosts: host pattern '~\(a\+\)\+\$' took more than 0.2s to "
                     r"match 1 name: ", str(caught.value))
+
+
+def test_the_longest_stage_a_plan_allows_is_one_a_host_accepts(tree):
+    """The stage's watcher lives as long as the stage can last (plus a minute), and a claim as
+    long as the rest of the rollout: at the plan's bounds both stay within the protocol's."""
+    from ccrollout.host import protocol
+    from ccrollout.rollout.runner import Runner
+    plan = load_plan(write_plan(tree, VALID.replace("    baseline: 5s\n", "    baseline: 1s\n")
+                                .replace("    bake: 10s\n", "    bake: 604798s\n    settle: 1s\n")
+                                .replace("interval: 2s", "interval: 7s")))
+    (rollout,) = plan.rollouts
+    assert rollout.schedule.longest_stage == 604800
+    protocol.action("watch_start", lifetime=rollout.schedule.longest_stage + 60)
+    protocol.action("lock", rollout="r-1", controller="c:1", lease=Runner.lease(None, rollout, 1000))
