@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import bpfobject
 from .errors import BuildFailed
+from .localfiles import make_private_directory
 
 CLANG = os.environ.get("CCROLLOUT_CLANG", "clang")
 _ARCH_DEFINES = {"x86_64": "x86", "aarch64": "arm64", "s390x": "s390", "ppc64le": "powerpc"}
@@ -82,7 +83,10 @@ def build(name: str, source: Path, cflags: tuple[str, ...] = ()) -> BuiltObject:
     target = cache_dir() / f"{key}.bpf.o"
     cached = target.exists()
     if not cached:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            make_private_directory(target.parent)  # the objects that go to hosts: nobody else may plant one
+        except OSError as exc:
+            raise BuildFailed(f"cannot make the build cache {target.parent}: {exc.strerror or exc}") from None
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as scratch:
             scratch_path = Path(scratch.name)
         try:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import threading
+import traceback
 
 from . import errors
 from .errors import InvalidInput, UserError
@@ -17,7 +18,8 @@ EXIT_CODES = """exit codes:
   2  bad command line   3  invalid plan or inventory
   4  build failed       5  a host refused or was unreachable; changed hosts were rolled back
   6  hosts need attention (rollback incomplete, the plan said hold, or status found drift)
-  7  the lab could not be set up or torn down   130  interrupted"""
+  7  the lab could not be set up or torn down
+  70 a bug in ccrollout (CCROLLOUT_DEBUG=1 shows its traceback)   130  interrupted"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -147,9 +149,11 @@ def _runner(args, hosts, journal, preflight_all: bool = False):
                   preflight_all=preflight_all)
 
 
-def _journal(path):
-    from .journal import Journal
-    return Journal(path)
+def _journal(path, access_name: str):
+    """The journal, opened for reading ("read"), for writing one that exists ("write"), or
+    made when missing ("create"); writable ones are proven so before any host is reached."""
+    from .journal import Access, Journal
+    return Journal(path, Access(access_name))
 
 
 def _print_summary(result) -> None:
@@ -168,7 +172,7 @@ def cmd_apply(args) -> int:
     plan = load_plan(args.plan)
     inventory = load_inventory(args.inventory)
     check_plan_against_inventory(plan, inventory)
-    journal = _journal(args.journal)
+    journal = None if args.check else _journal(args.journal, "create")  # check mode records nothing
     exit_code = errors.EXIT_OK
     for rollout in plan.rollouts:
         hosts = _select_hosts(inventory, rollout.hosts, args.limit)
@@ -187,12 +191,12 @@ def cmd_apply(args) -> int:
 def cmd_rollback(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
-    journal = _journal(args.journal)
-    if args.from_hosts:
+    if args.from_hosts:  # the way back when the journal is lost or damaged: it is not opened
         if args.rollout:
             raise UserError("rollback --from-hosts undoes every host's own record; it takes no ROLLOUT",
                             errors.EXIT_USAGE)
-        return _rollback_from_hosts(args, inventory, journal)
+        return _rollback_from_hosts(args, inventory, None)
+    journal = _journal(args.journal, "write")
     rollout_id = _named_rollout(journal, args.rollout)["id"]
     controller = journal.controller(rollout_id)
     if controller and controller[2] and controller[1] != os.getpid() and \
@@ -218,7 +222,7 @@ def _named_rollout(journal, rollout_id: str | None) -> dict:
 
 def cmd_gate(args) -> int:
     import getpass
-    journal = _journal(args.journal)
+    journal = _journal(args.journal, "read")  # nothing is written unless the gate can be passed
     recorded = _named_rollout(journal, args.rollout)
     if recorded["status"] != RolloutStatus.PAUSED:
         raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}, not paused")
@@ -227,7 +231,8 @@ def cmd_gate(args) -> int:
         raise UserError(f"rollout {recorded['id']} is paused but its controller (pid {controller[1]}) is gone: "
                         f"`ccrollout resume {recorded['id']}` or `ccrollout rollback {recorded['id']}`",
                         errors.EXIT_NEEDS_ATTENTION)
-    journal.event(recorded["id"], None, args.command, {"by": getpass.getuser()})
+    journal.close()
+    _journal(args.journal, "write").event(recorded["id"], None, args.command, {"by": getpass.getuser()})
     print(f"rollout {recorded['id']}: {args.command} sent; its controller "
           + ("goes on to the next stage" if args.command == "promote" else "rolls it back"))
     return errors.EXIT_OK
@@ -237,7 +242,7 @@ def cmd_resume(args) -> int:
     from .inventory import load_inventory
     from .journal import HostsLocked
     from .plan import load_plan
-    journal = _journal(args.journal)
+    journal = _journal(args.journal, "write")
     recorded = _named_rollout(journal, args.rollout)
     if recorded["status"] in (RolloutStatus.COMPLETED, RolloutStatus.ROLLED_BACK):
         raise InvalidInput(f"rollout {recorded['id']} is {recorded['status']}: nothing to resume")
@@ -351,9 +356,9 @@ def cmd_trace(args) -> int:
         seconds, interval = units.parse_duration(args.duration), units.parse_duration(args.interval)
     except ValueError as exc:
         raise UserError(f"trace: {exc}", errors.EXIT_USAGE) from None
-    if not 0 < seconds <= 3600 or not 0 < interval <= min(seconds, 60) or args.top < 0:
+    if not 0 < seconds <= 3600 or not 0 < interval <= min(seconds, 60) or not 0 <= args.top <= 100:
         raise UserError("trace: --duration must be up to 1h, --interval up to 60s and no longer than "
-                        "--duration, --top 0 or more", errors.EXIT_USAGE)
+                        "--duration, --top from 0 to 100", errors.EXIT_USAGE)
     action = protocol.action("trace", seconds=seconds, interval=interval, top=args.top)
     live = None if args.json else _show_trace_progress(threading.Lock())
     outcomes = _call_each(args, [action], on_progress=live)
@@ -386,8 +391,8 @@ def cmd_inventory(args) -> int:
     if args.list:
         if args.limit:
             raise InvalidInput("--limit goes with --hosts, not --list")
-        json.dump(inventory.to_ansible_list(export=args.export), sys.stdout, indent=4, sort_keys=True)
-        print()
+        from . import jsontext
+        print(jsontext.dumps(inventory.to_ansible_list(export=args.export)))  # whole, or nothing
         return errors.EXIT_OK
     for host in _select_hosts(inventory, args.hosts, args.limit):
         print(host.name)
@@ -420,7 +425,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_history(args) -> int:
-    journal = _journal(args.journal)
+    from .journal import default_path
+    if not args.journal and not os.path.lexists(default_path()):  # nothing recorded here yet
+        if args.json:
+            print("[]")
+        return errors.EXIT_OK
+    journal = _journal(args.journal, "read")
     rollouts = journal.rollouts()
     if args.json:
         for rollout in rollouts:
@@ -495,6 +505,21 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("ccrollout: interrupted", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, and an exit code no canary verdict uses
+        print(f"ccrollout: internal error, a bug in ccrollout: {_describe_bug(exc)}", file=sys.stderr)
+        if os.environ.get("CCROLLOUT_DEBUG"):
+            traceback.print_exc()
+        return errors.EXIT_SOFTWARE
+
+
+def _describe_bug(exc: BaseException) -> str:
+    """``ValueError: text (at plan.py:12 in build)``: what, and where it was raised."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {text}{where}"
 
 
 if __name__ == "__main__":

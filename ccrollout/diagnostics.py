@@ -98,6 +98,15 @@ def format_doc_path(path: Iterable[Any]) -> str:
     return text or "(top level)"
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr(value), cut in the middle when longer than LIMIT: a message names a value, it
+    does not repeat a 4 MiB string or a number of thousands of digits."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"
+
+
 def describe_value(value: Any) -> str:
     """A short description of a YAML value for 'got ...' in messages."""
     if value is None:
@@ -105,14 +114,14 @@ def describe_value(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {short_repr(value)}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return f"the string {short_repr(value)}"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"a {type(value).__name__} ({value!r})"
+    return f"a {type(value).__name__} ({short_repr(value)})"
 
 
 @dataclass
@@ -149,6 +158,10 @@ class YAMLSyntaxError(Exception):
 
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# Nodes that aliases may add to a document once expanded. A few anchors shared by many
+# entries stay far below; ten levels of ten aliases (a "billion laughs") would add 10**10
+# nodes, and everything after the loader (schema checks, messages, --list) expands them.
+MAX_ALIAS_NODES = 100_000
 
 
 class _Loader(yaml.SafeLoader):
@@ -178,6 +191,8 @@ def load_marked_yaml(text: str) -> MarkedDocument:
         try:
             loader = _Loader(text)
             node = loader.get_single_node()
+            if node is not None:
+                _refuse_alias_bombs(node)
             duplicates: dict[DocPath, tuple[int, int, int]] = {}
             if node is not None:
                 _find_duplicate_keys(node, (), duplicates, set(), set())
@@ -208,6 +223,40 @@ def load_marked_yaml(text: str) -> MarkedDocument:
         if loader is not None:
             loader.dispose()
     return MarkedDocument(data, value_marks, key_marks, duplicates)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _refuse_alias_bombs(root: yaml.Node) -> None:
+    """ConstructorError when expanding the aliases under ROOT would add more than
+    MAX_ALIAS_NODES nodes, at the first node that does. Counts each distinct node once
+    (sizes are remembered), without recursion."""
+    expanded: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in expanded:
+            continue
+        children = _children(node)
+        if not children_done:
+            if id(node) in open_nodes:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a recursive alias is not allowed here", node.start_mark)
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in expanded)
+            continue
+        open_nodes.discard(id(node))
+        expanded[id(node)] = min(1 + sum(expanded[id(child)] for child in children), 1 << 62)
+        if expanded[id(node)] - len(expanded) > MAX_ALIAS_NODES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expanding its aliases would add more than {MAX_ALIAS_NODES} nodes "
+                "(a 'billion laughs'?); write the repeated values out", node.start_mark)
 
 
 def _find_duplicate_keys(node: yaml.Node, path: DocPath, found: dict[DocPath, tuple[int, int, int]],

@@ -1,7 +1,8 @@
 """Errors a user can cause, each with the exit code the CLI documents.
 
-Anything raised as a UserError ends in one line on stderr and its exit code;
-everything else is a bug and is allowed to show a traceback.
+Anything raised as a UserError ends in one line on stderr and its exit code.
+Anything else is a bug: the CLI names it in one line and exits EXIT_SOFTWARE,
+so that a crash is never mistaken for a failed canary (exit 1).
 """
 
 EXIT_OK = 0
@@ -12,6 +13,7 @@ EXIT_BUILD_FAILED = 4     # compiling or inspecting a BPF object failed
 EXIT_HOST_FAILED = 5      # a host refused a change or was unreachable; changed hosts rolled back
 EXIT_NEEDS_ATTENTION = 6  # a rollback or hold left hosts changed; see the summary
 EXIT_LAB_FAILED = 7       # the local lab could not be set up or torn down
+EXIT_SOFTWARE = 70        # a bug in ccrollout (sysexits.h EX_SOFTWARE); CCROLLOUT_DEBUG=1 shows the traceback
 EXIT_INTERRUPTED = 130
 
 

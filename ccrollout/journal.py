@@ -7,19 +7,23 @@ rollback of this rollout leaves it alone) or 'failed'; a rollback marks it
 been changed.
 """
 
+import functools
 import json
 import os
 import socket
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
+from . import journalfile, journalrows
 from .errors import EXIT_NEEDS_ATTENTION, UserError
 from .host.osutil import pid_alive
+from .journalfile import Access, JournalError
+from .journalrows import Change
 from .status import FINISHED, ChangeState, RolloutStatus
 
+__all__ = ["Access", "Change", "HostsLocked", "Journal", "JournalError", "default_path"]
 
 
 class HostsLocked(UserError):
@@ -28,75 +32,42 @@ class HostsLocked(UserError):
     exit_code = EXIT_NEEDS_ATTENTION
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rollouts (
-    id TEXT PRIMARY KEY,
-    plan TEXT NOT NULL,
-    rollout TEXT NOT NULL,
-    algorithm TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL            -- running | completed | rolled_back | failed | held
-);
-CREATE TABLE IF NOT EXISTS changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
-    host TEXT NOT NULL,
-    stage INTEGER NOT NULL,
-    algorithm TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    previous_default TEXT,
-    state TEXT NOT NULL,            -- intended | done | unchanged | failed | undone
-    updated REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS locks (
-    host TEXT PRIMARY KEY,          -- one rollout at a time per host
-    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
-    controller TEXT NOT NULL,       -- the machine the controller runs on
-    pid INTEGER NOT NULL,
-    since REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    rollout_id TEXT NOT NULL REFERENCES rollouts(id),
-    time REAL NOT NULL,
-    stage INTEGER,
-    kind TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-"""
-
-
 def default_path() -> Path:
     base = os.environ.get("CCROLLOUT_HOME") or os.path.join(
         os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "ccrollout")
     return Path(base) / "journal.sqlite"
 
 
-@dataclass(frozen=True)
-class Change:
-    id: int
-    rollout_id: str
-    host: str
-    stage: int
-    algorithm: str
-    digest: str
-    previous_default: str | None
-    state: str
+def _reported(method):
+    """SQLite's errors and tampered rows as one JournalError naming the journal (exit 3)."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path} {journalfile.describe(exc, self.access)}") from None
+        except journalrows.TamperedRow as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from None
+        except UnicodeDecodeError:  # sqlite hands text back as it was stored
+            raise JournalError(f"journal {self.path}: holds text that is not UTF-8; damaged, or edited?") from None
+    return guarded
 
 
 class Journal:
-    def __init__(self, path: Path | str | None = None):
+    """The journal at PATH (default_path() by default), opened for ACCESS: CREATE (the
+    default) makes it when missing, WRITE needs it to exist, READ never writes. Both
+    writing kinds prove it writable here, before the command reaches any host."""
+
+    def __init__(self, path: Path | str | None = None, access: Access = Access.CREATE):
         self.path = Path(path) if path else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.access = access
         # Threads of one controller share it; sqlite serialises the writes.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = journalfile.open_journal(self.path, access)
 
     def close(self) -> None:
         self._db.close()
 
+    @_reported
     def start_rollout(self, plan: str, rollout: str, algorithm: str, digest: str, hosts=()) -> str:
         """Record a new rollout and lock HOSTS for it, in one transaction: a second controller
         reaching for any of them is refused (HostsLocked), never interleaved."""
@@ -110,7 +81,8 @@ class Journal:
                                  [(host, rollout_id, socket.gethostname(), os.getpid(), time.time())
                                   for host in hosts])
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
         return rollout_id
@@ -121,7 +93,9 @@ class Journal:
             row = self._db.execute("SELECT l.rollout_id, l.controller, l.pid, r.status FROM locks l"
                                    " JOIN rollouts r ON r.id = l.rollout_id WHERE l.host = ?", (host,)).fetchone()
             if row and row[3] not in FINISHED:  # a lock left by a finished rollout is free to take
-                held.setdefault(row[:3], []).append(host)
+                where = f"locks row of host {host[:40]!r}"
+                key = (journalrows.rollout_id(where, row[0]), *journalrows.controller(where, row[1], row[2]))
+                held.setdefault(key, []).append(host)
         if not held:
             return
         lines = []
@@ -134,9 +108,11 @@ class Journal:
             lines.append(f"{', '.join(locked)}: held by rollout {rollout_id}; {state}")
         raise HostsLocked("another rollout holds these hosts; nothing was changed:\n  " + "\n  ".join(lines))
 
+    @_reported
     def set_status(self, rollout_id: str, status: str) -> None:
         self._db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (status, rollout_id))
 
+    @_reported
     def controller(self, rollout_id: str) -> tuple[str, int, bool] | None:
         """(machine, pid, alive as far as this machine can tell) of the controller holding the
         rollout's hosts, or None when it holds none."""
@@ -144,19 +120,22 @@ class Journal:
                                (rollout_id,)).fetchone()
         if row is None:
             return None
-        machine, pid = row
+        machine, pid = journalrows.controller(f"locks row of rollout {rollout_id[:40]!r}", *row)
         return machine, pid, machine != socket.gethostname() or pid_alive(pid)
 
+    @_reported
     def take_over(self, rollout_id: str, hosts) -> None:
         """This controller carries on a rollout whose own controller died."""
         self._db.executemany("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
                              [(host, rollout_id, socket.gethostname(), os.getpid(), time.time())
                               for host in hosts])
 
+    @_reported
     def finish_rollout(self, rollout_id: str, status: str) -> None:
         self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?",
                          (time.time(), status, rollout_id))
 
+    @_reported
     def intend(self, rollout_id: str, hosts: list[str], stage: int, algorithm: str, digest: str) -> dict[str, int]:
         """Record the change about to be made on each of HOSTS, in one transaction; their ids."""
         ids = {}
@@ -168,44 +147,50 @@ class Journal:
                     " updated) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
                     (rollout_id, host, stage, algorithm, digest, ChangeState.INTENDED, time.time())).lastrowid
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
         return ids
 
+    @_reported
     def mark(self, change_id: int, state: str, previous_default: str | None = None) -> None:
         self._db.execute(
             "UPDATE changes SET state = ?, previous_default = COALESCE(?, previous_default), updated = ?"
             " WHERE id = ?", (state, previous_default, time.time(), change_id))
 
+    @_reported
     def event(self, rollout_id: str, stage: int | None, kind: str, data: dict) -> None:
         self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
                          (rollout_id, time.time(), stage, kind, json.dumps(data, sort_keys=True)))
 
+    @_reported
     def last_rollout(self) -> str | None:
         row = self._db.execute("SELECT id FROM rollouts ORDER BY started DESC LIMIT 1").fetchone()
-        return row[0] if row else None
+        return journalrows.rollout_id("the last rollouts row", row[0]) if row else None
 
+    @_reported
     def rollout(self, rollout_id: str) -> dict | None:
         row = self._db.execute("SELECT id, plan, rollout, algorithm, digest, started, finished, status"
                                " FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
-        if row is None:
-            return None
-        keys = ("id", "plan", "rollout", "algorithm", "digest", "started", "finished", "status")
-        return dict(zip(keys, row))
+        return None if row is None else journalrows.rollout(row)
 
+    @_reported
     def rollouts(self) -> list[dict]:
-        ids = [row[0] for row in self._db.execute("SELECT id FROM rollouts ORDER BY started")]
-        return [self.rollout(rollout_id) for rollout_id in ids]
+        rows = self._db.execute("SELECT id, plan, rollout, algorithm, digest, started, finished, status"
+                                " FROM rollouts ORDER BY started").fetchall()
+        return [journalrows.rollout(row) for row in rows]
 
+    @_reported
     def changes(self, rollout_id: str, states: tuple[str, ...] | None = None) -> list[Change]:
         rows = self._db.execute(
             "SELECT id, rollout_id, host, stage, algorithm, digest, previous_default, state"
             " FROM changes WHERE rollout_id = ? ORDER BY id", (rollout_id,)).fetchall()
-        changes = [Change(*row) for row in rows]
+        changes = [journalrows.change(row) for row in rows]
         return [c for c in changes if states is None or c.state in states]
 
+    @_reported
     def events(self, rollout_id: str) -> list[dict]:
         rows = self._db.execute("SELECT time, stage, kind, data FROM events WHERE rollout_id = ?"
                                 " ORDER BY time", (rollout_id,)).fetchall()
-        return [{"time": t, "stage": s, "kind": k, "data": json.loads(d)} for t, s, k, d in rows]
+        return [journalrows.event(row, rollout_id) for row in rows]

@@ -12,31 +12,34 @@ suggestion where one is close.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
-
-import jsonschema
+from typing import Any, Sequence
 
 from ccrollout import units
 from ccrollout.diagnostics import (
     Diagnostics,
     MarkedDocument,
     YAMLSyntaxError,
-    describe_value,
     did_you_mean,
     format_doc_path,
     load_marked_yaml,
 )
 from ccrollout.errors import InvalidInput
 from ccrollout.inventory import Inventory, split_host_pattern
+from ccrollout.localfiles import PLAN_LIMIT, UnreadableFile, read_regular_text
+from ccrollout.planschema import SCHEMA_PATH, health_defaults, plan_schema, schema_default, schema_problems, validator
 from ccrollout.rollout.judge import Limits
 from ccrollout.schedule import Schedule
+
+# Every duration, and a whole stage from baseline to verdict, lasts at most this (the schema's).
+MAX_DURATION = plan_schema()["$defs"]["duration"]["maximum"]
+# Samples of one host before, or after, a stage's change: past this a sampler's memory and
+# the judge's tests grow for figures no decision needs.
+MAX_INTERVALS = 100_000
 
 __all__ = [
     "Algorithm",
@@ -49,8 +52,6 @@ __all__ = [
     "plan_schema",
     "stage_batches",
 ]
-
-SCHEMA_PATH = Path(__file__).with_name("schema") / "plan.schema.json"
 
 
 @dataclass(frozen=True)
@@ -126,101 +127,6 @@ class Plan:
         return f"{name}:{line}:{column}" if line else name
 
 
-# -- schema ---------------------------------------------------------------------------
-
-
-@functools.cache
-def plan_schema() -> dict[str, Any]:
-    """The plan's JSON Schema (draft 2020-12)."""
-    with open(SCHEMA_PATH, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-@functools.cache
-def _ecma_regex(pattern: str) -> re.Pattern:
-    # JSON Schema patterns are ECMA-262, where '$' is the very end of the string;
-    # Python's '$' also matches before a final newline, which would let "ccr\n" pass.
-    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
-
-
-def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Iterable[jsonschema.ValidationError]:
-    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_PlanValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
-
-
-@functools.cache
-def _validator() -> jsonschema.protocols.Validator:
-    return _PlanValidator(plan_schema())
-
-
-def _default(definition: str, prop: str) -> Any:
-    return plan_schema()["$defs"][definition]["properties"][prop].get("default")
-
-
-_TYPE_PHRASES = {
-    "object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
-    "number": "a number", "boolean": "true or false", "null": "nothing",
-}
-
-
-def _type_phrase(types: str | list[str]) -> str:
-    if isinstance(types, str):
-        types = [types]
-    return " or ".join(_TYPE_PHRASES.get(t, t) for t in types)
-
-
-def _schema_problems(error: jsonschema.ValidationError) -> Iterable[tuple[tuple, bool, str, tuple]]:
-    """(document path, point at the key?, message, path the error is about) for one schema error."""
-    path = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
-    keyword = error.validator
-    expected = schema.get("title")
-    if not path and keyword == "type":
-        yield path, False, ("the plan must be a mapping with 'algorithms' and 'rollouts'"
-                            + (", but the file is empty" if instance is None
-                               else f", got {describe_value(instance)}")), path
-        return
-    if keyword == "additionalProperties":
-        allowed = list(schema.get("properties", {}))
-        for key in instance:
-            if key not in allowed:
-                hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
-                yield path + (key,), True, f"unknown key {key!r}{hint}", path + (key,)
-        return
-    if keyword == "required":
-        for key in error.validator_value:
-            if key not in instance:
-                about = schema.get("properties", {}).get(key, {}).get("description", "")
-                about = re.split(r"\. |: |; ", about)[0].rstrip(".")
-                about = f" ({about})" if about else ""
-                yield path, False, f"missing required key {key!r}{about}", path + (key,)
-        return
-    got = describe_value(instance)
-    if keyword == "type":
-        message = f"expected {expected or _type_phrase(error.validator_value)}, got {got}"
-    elif keyword == "enum":
-        options = ", ".join(repr(v) for v in error.validator_value)
-        message = (f"expected one of {options}, got {got}"
-                   + did_you_mean(instance, [str(v) for v in error.validator_value]))
-    elif keyword == "const":
-        message = f"expected {error.validator_value!r}, got {got}"
-    elif keyword == "maxLength":
-        message = f"{instance!r} is {len(instance)} characters, at most {error.validator_value} are allowed" + (
-            f"; expected {expected}" if expected else "")
-    elif keyword == "minItems":
-        message = (f"expected at least {error.validator_value} item"
-                   f"{'s' if error.validator_value != 1 else ''}, got {len(instance)}")
-    elif expected:
-        message = f"expected {expected}, got {got}"
-    else:
-        message = error.message
-    yield path, False, message, path
-
-
 # -- loading ----------------------------------------------------------------------------
 
 
@@ -260,8 +166,8 @@ class _PlanReader:
         if self.data is None:
             self.error((), "the plan file is empty; it needs 'algorithms' and 'rollouts'")
             return
-        for error in _validator().iter_errors(self.data):
-            for path, key, message, about in _schema_problems(error):
+        for error in validator().iter_errors(self.data):
+            for path, key, message, about in schema_problems(error):
                 self.error(path, message, key=key, about=about)
         if not isinstance(self.data, dict):
             return
@@ -304,14 +210,26 @@ class _PlanReader:
             return None, (f"{relative!r} must be a path relative to the plan's directory "
                           f"({self.plan_dir})")
         try:
-            root = Path(os.path.realpath(self.plan_dir)).parent
+            root = self.containment_root()
             resolved = Path(os.path.realpath(self.plan_dir / relative))
         except (OSError, ValueError) as exc:
             return None, f"cannot resolve {relative!r}: {exc}"
+        if root is None:
+            return None, "a plan in / may not name files; move it into a directory of its own"
         if not resolved.is_relative_to(root):
-            return None, (f"{relative!r} resolves to {resolved}, outside {root}; a plan may only use "
-                          f"files under the directory that holds its own directory")
+            return None, (f"{relative!r} resolves to {resolved}, outside {root}; a plan may only use files "
+                          f"under the directory that holds its own directory, or under its own directory "
+                          f"when that is directly under /")
         return resolved, None
+
+    def containment_root(self) -> Path | None:
+        """What a plan's files must stay inside: the directory holding the plan's directory
+        (playbooks/../bpf), but never / itself. So a plan in /tmp keeps to /tmp, and one in
+        / names no file. Links are followed, as the compiler would follow them."""
+        directory = Path(os.path.realpath(self.plan_dir))
+        if directory.parent == directory:
+            return None
+        return directory if directory.parent.parent == directory.parent else directory.parent
 
     def check_path(self, at: tuple, relative: str, *, want: str) -> None:
         resolved, problem = self.resolve(relative)
@@ -373,7 +291,7 @@ class _PlanReader:
             if bare.startswith("~"):
                 try:
                     re.compile(bare[1:])
-                except re.error as exc:
+                except (re.error, RecursionError, OverflowError) as exc:
                     self.error(at, f"invalid regular expression {bare[1:]!r} in host pattern: {exc}")
 
     def check_control(self, at: tuple, control: Any) -> None:
@@ -398,36 +316,73 @@ class _PlanReader:
                 return
             previous[percent] = (size, index, raw)
 
+    def duration(self, at: tuple, value: Any, *, may_be_zero: bool) -> float | None:
+        """Seconds in a duration of the plan; None (reported) unless above 0 (or 0 when
+        MAY_BE_ZERO) and at most MAX_DURATION."""
+        parsed = self.parse(at, units.parse_duration, value)
+        if parsed is None:
+            return None
+        if parsed == 0 and not may_be_zero:
+            self.error(at, f"expected a duration longer than 0, got {value!r}")
+        elif parsed > MAX_DURATION:
+            self.error(at, f"{value!r} is {units.format_duration(parsed)}, longer than a week "
+                           f"({units.format_duration(MAX_DURATION)}), the longest a duration may be")
+        else:
+            return parsed
+        return None
+
+    def durations(self, at: tuple, rollout: dict) -> dict[str, float]:
+        """The rollout's valid durations in seconds, max_extend included; the others are reported."""
+        health = rollout.get("health") if isinstance(rollout.get("health"), dict) else {}
+        places = {key: (at + (key,), rollout.get(key)) for key in ("baseline", "settle", "bake", "interval")}
+        places["max_extend"] = (at + ("health", "max_extend"), health.get("max_extend"))
+        seconds = {}
+        for key, (path, value) in places.items():
+            if value is not None and self.ok(path):
+                parsed = self.duration(path, value, may_be_zero=key in ("settle", "max_extend"))
+                if parsed is not None:
+                    seconds[key] = parsed
+        return seconds
+
     def check_timing(self, at: tuple, rollout: dict) -> None:
-        seconds: dict[str, float] = {}
-        for key in ("baseline", "settle", "bake", "interval"):
-            value = rollout.get(key)
-            if value is None or not self.ok(at + (key,)):
-                continue
-            parsed = self.parse(at + (key,), units.parse_duration, value)
-            if parsed is None:
-                continue
-            if parsed < 0 or (parsed == 0 and key != "settle"):  # only settle may be skipped
-                self.error(at + (key,), f"expected a duration longer than 0, got {value!r}")
-                continue
-            seconds[key] = parsed
+        seconds = self.durations(at, rollout)
         interval = seconds.get("interval")
-        if interval is None and "interval" not in rollout:
-            interval = units.parse_duration(_default("rollout", "interval"))
+        given = "interval" in rollout
+        if interval is None and not given:
+            interval = units.parse_duration(schema_default("rollout", "interval"))
         bake = seconds.get("bake")
         health = rollout.get("health") if isinstance(rollout.get("health"), dict) else {}
-        needed = health.get("min_intervals", _default("health", "min_intervals"))
-        if interval is not None and bake is not None and interval > bake:
-            given = "interval" in rollout
-            self.error(at + ("interval",) if given else at + ("bake",),
-                       f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
-                       f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
-        elif interval and bake is not None and isinstance(needed, int) and bake / interval + 1e-9 < needed:
-            given = "interval" in rollout
-            self.error(at + ("bake",),
-                       f"bake ({units.format_duration(bake)}) holds {int(bake / interval + 1e-9)} intervals of "
-                       f"{units.format_duration(interval)}{'' if given else ' (the default interval)'}; "
-                       f"the judge needs at least {needed} (health.min_intervals)")
+        needed = health.get("min_intervals", schema_default("health", "min_intervals"))
+        if health.get("on_inconclusive") == "extend" and not seconds.get("max_extend") \
+                and self.ok(at + ("health", "max_extend")) and self.ok(at + ("health", "on_inconclusive")):
+            self.error(at + ("health", "on_inconclusive"), "on_inconclusive: extend needs max_extend, "
+                       "the longest a stage may be watched beyond bake (e.g. max_extend: 8s)")
+        if interval is None or bake is None:
+            return
+        interval_at = at + ("interval",) if given else at + ("bake",)
+        shown = f"{units.format_duration(interval)}{'' if given else ' (the default interval)'}"
+        if interval > bake:
+            self.error(interval_at, f"interval ({units.format_duration(interval)}{'' if given else ', the default'}) "
+                                    f"is longer than bake ({units.format_duration(bake)}); a bake needs at least one sample")
+        elif isinstance(needed, int) and bake / interval + 1e-9 < needed:
+            self.error(at + ("bake",), f"bake ({units.format_duration(bake)}) holds {int(bake / interval + 1e-9)} "
+                                       f"intervals of {shown}; the judge needs at least {needed} (health.min_intervals)")
+        self.check_stage_length(at, seconds, interval, interval_at, shown)
+
+    def check_stage_length(self, at: tuple, seconds: dict[str, float], interval: float, interval_at: tuple,
+                           shown: str) -> None:
+        """A stage (baseline to verdict) lasts at most MAX_DURATION, and samples at most
+        MAX_INTERVALS times before and after the change."""
+        parts = {"baseline": seconds.get("baseline", seconds["bake"]), "settle": seconds.get("settle", 0.0),
+                 "bake": seconds["bake"], "max_extend": seconds.get("max_extend", 0.0)}
+        if sum(parts.values()) > MAX_DURATION:
+            added = " + ".join(f"{key} {units.format_duration(value)}" for key, value in parts.items() if value)
+            self.error(at + ("bake",), f"a stage could last {units.format_duration(sum(parts.values()))} ({added}); "
+                                       f"at most a week ({units.format_duration(MAX_DURATION)})")
+        intervals = max(parts["baseline"], parts["bake"] + parts["max_extend"]) / interval
+        if intervals > MAX_INTERVALS:
+            self.error(interval_at, f"sampling every {shown} takes {int(intervals)} samples of each host in a "
+                                    f"stage; at most {MAX_INTERVALS}: sample less often")
 
     def check_scope(self, at: tuple, scope: Any) -> None:
         if not isinstance(scope, dict):
@@ -450,12 +405,6 @@ class _PlanReader:
             value = health.get(key)
             if isinstance(value, str) and self.ok(at + (key,)):
                 self.parse(at + (key,), units.parse_percent, value)
-        extend = health.get("max_extend")
-        if extend is not None and self.ok(at + ("max_extend",)):
-            extend = self.parse(at + ("max_extend",), units.parse_duration, extend)
-        if health.get("on_inconclusive") == "extend" and not extend and self.ok(at + ("on_inconclusive",)):
-            self.error(at + ("on_inconclusive",), "on_inconclusive: extend needs max_extend, "
-                       "the longest a stage may be watched beyond bake (e.g. max_extend: 8s)")
 
     def parse(self, at: tuple, parser: Any, value: Any) -> Any:
         try:
@@ -473,26 +422,26 @@ class _PlanReader:
             source, _ = self.resolve(entry["source"])
             cflags = tuple(
                 f"-I{self.resolve(flag[2:])[0]}" if flag.startswith("-I") else flag
-                for flag in entry.get("cflags", _default("algorithm", "cflags"))
+                for flag in entry.get("cflags", schema_default("algorithm", "cflags"))
             )
             algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags,
-                                                  entry.get("ecn", _default("algorithm", "ecn")))
+                                                  entry.get("ecn", schema_default("algorithm", "ecn")))
         rollouts = []
         for entry in data["rollouts"]:
-            health = {**_health_defaults(), **entry.get("health", {})}
+            health = {**health_defaults(), **entry.get("health", {})}
             bake = units.parse_duration(entry["bake"])
             schedule = Schedule(
                 baseline=units.parse_duration(entry["baseline"]) if "baseline" in entry else bake,
-                settle=units.parse_duration(entry.get("settle", _default("rollout", "settle"))),
+                settle=units.parse_duration(entry.get("settle", schema_default("rollout", "settle"))),
                 bake=bake,
-                interval=units.parse_duration(entry.get("interval", _default("rollout", "interval"))),
+                interval=units.parse_duration(entry.get("interval", schema_default("rollout", "interval"))),
                 max_extend=units.parse_duration(health["max_extend"]))
             limits = Limits(
                 max_retransmit_ratio=units.parse_percent(health["max_retransmit_ratio"]),
                 max_increase=units.parse_percent(health["max_increase"]),
                 min_segments=int(health["min_segments"]),
                 max_fail_fraction=units.parse_percent(
-                    entry.get("max_fail_percentage", _default("rollout", "max_fail_percentage")),
+                    entry.get("max_fail_percentage", schema_default("rollout", "max_fail_percentage")),
                     allow_number=True),
                 on_inconclusive=health["on_inconclusive"],
                 significance=float(health["significance"]),
@@ -506,11 +455,11 @@ class _PlanReader:
                 stages=tuple(_as_stage(s) for s in entry["stages"]),
                 schedule=schedule,
                 limits=limits,
-                on_failure=entry.get("on_failure", _default("rollout", "on_failure")),
-                pause=entry.get("pause", _default("rollout", "pause")),
-                scope=Scope(default=scope.get("default", _default("scope", "default")),
+                on_failure=entry.get("on_failure", schema_default("rollout", "on_failure")),
+                pause=entry.get("pause", schema_default("rollout", "pause")),
+                scope=Scope(default=scope.get("default", schema_default("scope", "default")),
                             routes=tuple(str(ipaddress.IPv4Network(prefix))
-                                         for prefix in scope.get("routes", _default("scope", "routes")))),
+                                         for prefix in scope.get("routes", schema_default("scope", "routes")))),
                 health_source=health["source"],
                 control=None if entry.get("control") is None else _as_stage(entry["control"]),
             ))
@@ -519,25 +468,14 @@ class _PlanReader:
                     locations, self.display)
 
 
-def _health_defaults() -> dict[str, Any]:
-    properties = plan_schema()["$defs"]["health"]["properties"]
-    return {key: spec["default"] for key, spec in properties.items()}
-
-
 def load_plan(path: str | os.PathLike) -> Plan:
     """Read and check a plan file. Raises InvalidInput listing every error, one a line."""
     display = os.fspath(path)
     path = Path(display)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{display}: plan file not found") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{display}: is a directory, not a plan file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{display}: plan file is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise InvalidInput(f"{display}: cannot read plan file: {exc.strerror or exc}") from None
+        text = read_regular_text(path, PLAN_LIMIT)
+    except UnreadableFile as exc:
+        raise InvalidInput(f"{display}: plan file {exc}") from None
     try:
         document = load_marked_yaml(text)
     except YAMLSyntaxError as exc:
@@ -591,12 +529,17 @@ def check_plan_against_inventory(plan: Plan, inventory: Inventory) -> None:
     for index, rollout in enumerate(plan.rollouts):
         doc_path = f"rollouts[{index}].hosts"
         line, column = plan.locations.get(doc_path, (0, 0))
-        unmatched = inventory.unmatched_terms(rollout.hosts)
+        try:
+            unmatched = inventory.unmatched_terms(rollout.hosts)
+            selected = unmatched or inventory.select(rollout.hosts)
+        except InvalidInput as exc:  # a regular expression that is invalid, or takes too long
+            diagnostics.add(name, line, column, f"{doc_path}: {exc}")
+            continue
         for term in unmatched:
             diagnostics.add(name, line, column,
                             f"{doc_path}: {term!r} in host pattern {rollout.hosts!r} names no group or host "
                             f"in the inventory{inventory.did_you_mean(term)}")
-        if not unmatched and not inventory.select(rollout.hosts):
+        if not selected:
             diagnostics.add(name, line, column,
                             f"{doc_path}: host pattern {rollout.hosts!r} selects no host in the inventory")
     diagnostics.raise_if_any()

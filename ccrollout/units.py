@@ -27,13 +27,14 @@ __all__ = [
     "format_percent",
 ]
 
-# The plan schema uses these same patterns (tests/test_plan.py checks they agree).
-DURATION_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h))+$|^[0-9]+(?:\.[0-9]+)?$"
-PERCENT_PATTERN = r"^[0-9]+(?:\.[0-9]+)?%$"
+# The plan schema uses these same patterns (tests/test_plan.py checks they agree). Digits
+# are bounded so that no written number is beyond a float (a 400-digit one is infinity).
+DURATION_PATTERN = r"^(?:[0-9]{1,12}(?:\.[0-9]{1,12})?(?:ms|s|m|h))+$|^[0-9]{1,12}(?:\.[0-9]{1,12})?$"
+PERCENT_PATTERN = r"^[0-9]{1,12}(?:\.[0-9]{1,12})?%$"
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_PART_RE = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,12})?)(ms|s|m|h)")
 _PERCENT_RE = re.compile(PERCENT_PATTERN)
 
 _SIZE_UNITS = {
@@ -60,11 +61,20 @@ def _real_number(value: object, what: str) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"expected {what}, got a boolean ({value})")
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
         if not math.isfinite(number):
-            raise ValueError(f"expected {what}, got {value!r}")
+            raise ValueError(f"expected {what}, got {_shown(value)}")
         return number
     return None
+
+
+def _shown(value: object) -> str:
+    """A value for a message, cut short: a number can have thousands of digits."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -73,16 +83,19 @@ def parse_duration(value: str | int | float) -> float:
     number = _real_number(value, what)
     if number is not None:
         if number < 0:
-            raise ValueError(f"a duration cannot be negative, got {value!r}")
+            raise ValueError(f"a duration cannot be negative, got {_shown(value)}")
         return number
     if not isinstance(value, str):
-        raise ValueError(f"expected {what}, got {type(value).__name__} {value!r}")
+        raise ValueError(f"expected {what}, got {type(value).__name__} {_shown(value)}")
     text = value.strip()
     if not _DURATION_RE.match(text):
-        raise ValueError(f"expected {what}, got {value!r}")
+        raise ValueError(f"expected {what}, got {_shown(value)}")
     if text[-1].isdigit():
         return float(text)
-    return sum(float(amount) * _DURATION_UNITS[unit] for amount, unit in _DURATION_PART_RE.findall(text))
+    seconds = math.fsum(float(amount) * _DURATION_UNITS[unit] for amount, unit in _DURATION_PART_RE.findall(text))
+    if not math.isfinite(seconds):  # a string of a million parts
+        raise ValueError(f"expected {what}, got a duration too long to count ({_shown(value)})")
+    return seconds
 
 
 def parse_percent(value: str | int | float, *, allow_number: bool = False, maximum: float | None = 100.0) -> float:
@@ -100,11 +113,11 @@ def parse_percent(value: str | int | float, *, allow_number: bool = False, maxim
     elif isinstance(value, str) and _PERCENT_RE.match(value.strip()):
         percent = float(value.strip()[:-1])
     else:
-        raise ValueError(f"expected {what}, got {value!r}")
+        raise ValueError(f"expected {what}, got {_shown(value)}")
     if percent < 0:
-        raise ValueError(f"a percentage cannot be negative, got {value!r}")
+        raise ValueError(f"a percentage cannot be negative, got {_shown(value)}")
     if maximum is not None and percent > maximum:
-        raise ValueError(f"a percentage here can be at most {maximum:g}%, got {value!r}")
+        raise ValueError(f"a percentage here can be at most {maximum:g}%, got {_shown(value)}")
     return percent / 100.0
 
 
@@ -114,15 +127,17 @@ def parse_size(value: str | int | float) -> int:
     number = _real_number(value, what)
     if number is None:
         if not isinstance(value, str):
-            raise ValueError(f"expected {what}, got {type(value).__name__} {value!r}")
+            raise ValueError(f"expected {what}, got {type(value).__name__} {_shown(value)}")
         match = _SIZE_RE.match(value.strip().lower())
         if not match or match.group(2) not in _SIZE_UNITS:
-            raise ValueError(f"expected {what}, got {value!r}")
+            raise ValueError(f"expected {what}, got {_shown(value)}")
         number = float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if not math.isfinite(number):
+        raise ValueError(f"expected {what}, got {_shown(value)}")
     if number < 0:
-        raise ValueError(f"a size cannot be negative, got {value!r}")
+        raise ValueError(f"a size cannot be negative, got {_shown(value)}")
     if number != int(number):
-        raise ValueError(f"a size must be a whole number of bytes, got {value!r}")
+        raise ValueError(f"a size must be a whole number of bytes, got {_shown(value)}")
     return int(number)
 
 
@@ -132,13 +147,15 @@ def parse_rate(value: str | int | float) -> float:
     number = _real_number(value, what)
     if number is None:
         if not isinstance(value, str):
-            raise ValueError(f"expected {what}, got {type(value).__name__} {value!r}")
+            raise ValueError(f"expected {what}, got {type(value).__name__} {_shown(value)}")
         match = _RATE_RE.match(value.strip().lower())
         if not match or (match.group(2) is not None and match.group(2) not in _RATE_UNITS):
-            raise ValueError(f"expected {what}, got {value!r}")
+            raise ValueError(f"expected {what}, got {_shown(value)}")
         number = float(match.group(1)) * _RATE_UNITS[match.group(2) or "bit"]
+    if not math.isfinite(number):
+        raise ValueError(f"expected {what}, got {_shown(value)}")
     if number < 0:
-        raise ValueError(f"a rate cannot be negative, got {value!r}")
+        raise ValueError(f"a rate cannot be negative, got {_shown(value)}")
     return number
 
 

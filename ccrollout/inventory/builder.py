@@ -72,7 +72,7 @@ class InventoryBuilder:
         """Make ``child`` a child group of ``parent``. ValueError for a loop."""
         if child == "all":
             raise ValueError(f"group 'all' cannot be a child of {parent!r}")
-        if child == parent or parent in self._descendants(child):
+        if child == parent or self._reaches(child, parent):
             raise ValueError(f"making {child!r} a child of {parent!r} creates a loop of groups")
         if child not in self.groups[parent].children:
             self.groups[parent].children.append(child)
@@ -90,8 +90,22 @@ class InventoryBuilder:
                 stack.extend(getattr(self.groups[group], edges))
         return found
 
-    def _descendants(self, name: str) -> set[str]:
-        return self._reachable(name, "children")
+    def _reaches(self, start: str, goal: str) -> bool:
+        """Whether GOAL is a descendant of START. Searches down from START and up from GOAL
+        at once, the side that has seen less first, and stops when either runs out: a chain of
+        groups is then checked in a step or two whichever end it grows from, not in its length."""
+        down, up = [start], [goal]
+        seen_down, seen_up = {start}, {goal}
+        while down and up:
+            frontier, seen, other, edges = ((down, seen_down, seen_up, "children") if len(seen_down) <= len(seen_up)
+                                            else (up, seen_up, seen_down, "parents"))
+            for group in getattr(self.groups[frontier.pop()], edges):
+                if group in other:
+                    return True
+                if group not in seen:
+                    seen.add(group)
+                    frontier.append(group)
+        return False
 
     def _ancestors(self, name: str) -> set[str]:
         if name not in self._ancestor_cache:
@@ -107,7 +121,8 @@ class InventoryBuilder:
         for host in self.hosts:
             groups = self.host_groups(host)
             if "ungrouped" in groups:
-                if groups - {"all", "ungrouped"}:
+                # directly in it, or through a child group ([ungrouped:children] is allowed)
+                if groups - {"all", "ungrouped"} and "ungrouped" in self.hosts[host].groups:
                     del self.groups["ungrouped"].hosts[host]
                     del self.hosts[host].groups["ungrouped"]
             elif groups <= {"all"}:
@@ -121,15 +136,16 @@ class InventoryBuilder:
         return result
 
     def depths(self) -> dict[str, int]:
-        """Longest distance from ``all``, as Ansible's Group.depth."""
-        depth: dict[str, int] = {}
-
-        def of(name: str) -> int:
-            if name not in depth:
-                parents = self.groups[name].parents
-                depth[name] = max((of(p) + 1 for p in parents), default=0)
-            return depth[name]
-
-        for name in self.groups:
-            of(name)
+        """Longest distance from ``all``, as Ansible's Group.depth. In topological order, not
+        by recursion: a chain of thousands of :children is as deep as the inventory says."""
+        depth = {name: 0 for name in self.groups}
+        parents_left = {name: len(group.parents) for name, group in self.groups.items()}
+        ready = [name for name, count in parents_left.items() if count == 0]
+        while ready:
+            name = ready.pop()
+            for child in self.groups[name].children:
+                depth[child] = max(depth[child], depth[name] + 1)
+                parents_left[child] -= 1
+                if parents_left[child] == 0:
+                    ready.append(child)
         return depth

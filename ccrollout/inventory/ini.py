@@ -95,14 +95,20 @@ class _IniReader:
                 del pending[group]
 
     def _add_pending_children(self, group: str) -> None:
-        declaration = self.pending.pop(group)
-        for parent in declaration.parents:
-            try:
-                self.builder.add_child(parent, group)
-            except ValueError as exc:
-                self.error(declaration.line, str(exc))
-            if parent in self.pending and self.pending[parent].section == "children":
-                self._add_pending_children(parent)
+        """GROUP is defined now: it joins the parents that named it, and so does each of those
+        that was itself waiting, up the chain (a loop, not recursion: chains can be long)."""
+        waiting = [group]
+        while waiting:
+            group = waiting.pop()
+            declaration = self.pending.pop(group)
+            for parent in declaration.parents:
+                try:
+                    self.builder.add_child(parent, group)
+                except ValueError as exc:
+                    self.error(declaration.line, str(exc))
+                if parent in self.pending and self.pending[parent].section == "children" \
+                        and parent not in waiting:
+                    waiting.append(parent)
 
     def _host_line(self, line: str) -> None:
         try:
@@ -166,10 +172,12 @@ def _parse_ini_value(text: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
+    # Nesting is bounded by Python's parser (literal_eval refuses ~200 levels), so recursion is fine.
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {_plain(k) if not isinstance(k, (list, dict)) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # a key stays a key only as a scalar; (1, 2) becomes "(1, 2)"
+        return {k if isinstance(k, (str, int, float, bool)) or k is None else str(k): _plain(v)
+                for k, v in value.items()}
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     if isinstance(value, complex) or value is Ellipsis:

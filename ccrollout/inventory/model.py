@@ -164,28 +164,20 @@ class Inventory:
         as ``--list --export``: each group also carries its own ``vars`` and
         hostvars are the host's own (inventory and host_vars) variables.
         """
-        result: dict[str, Any] = {}
-        seen: set[str] = set()
-
-        def emit(name: str) -> None:
-            group = self.groups[name]
-            entry: dict[str, Any] = {}
-            if name != "all":
-                entry["hosts"] = list(group.hosts)
-            entry["children"] = list(group.children)
-            result[name] = entry
-            for child in group.children:
+        reached, seen = ["all"], {"all"}
+        for name in reached:  # breadth first, a loop and not recursion: chains of groups can be long
+            for child in self.groups[name].children:
                 if child not in seen:
                     seen.add(child)
-                    emit(child)
-            if export:
-                entry["vars"] = dict(self._export_group_vars.get(name, group.vars))
-            for key in [k for k, v in entry.items() if not v]:
-                del entry[key]
-            if not entry:
-                del result[name]
-
-        emit("all")
+                    reached.append(child)
+        result: dict[str, Any] = {}
+        for name in reached:
+            group = self.groups[name]
+            entry = {"hosts": list(group.hosts) if name != "all" else [], "children": list(group.children),
+                     "vars": dict(self._export_group_vars.get(name, group.vars)) if export else {}}
+            entry = {key: value for key, value in entry.items() if value}
+            if entry:
+                result[name] = entry
         hostvars = {}
         for host in self.hosts.values():
             values = self._export_host_vars.get(host.name, {}) if export else host.vars

@@ -7,20 +7,27 @@ host entries in an inventory (``web[01:20].example.com:2222``) are expanded here
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import ipaddress
 import re
+import signal
 import string
-from typing import Iterable, TypeVar
+import threading
+import time
+from typing import Iterable, Iterator, TypeVar
 
+from ccrollout.diagnostics import short_repr
 from ccrollout.errors import InvalidInput
 
 _MAX_RANGE_HOSTS = 100_000
+MATCH_SECONDS = 2.0  # for one term of a host pattern over the inventory's names
 
 _BRACKETED_HOSTPORT_RE = re.compile(r"^\[(.+)\]:([0-9]+)$")
 _HOSTPORT_RE = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
-# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:].
-_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
+# A subscript on a pattern: group[0], group[-1], group[1:3], group[2:]. Indices have at most
+# 9 digits (no inventory is longer); longer ones do not parse as a subscript.
+_SUBSCRIPT_RE = re.compile(r"^(.+)\[(?:(-?[0-9]{1,9})|([0-9]{1,9})([:-])([0-9]{0,9}))\]$")
 _PATTERN_TERM_RE = re.compile(r"(?:[^\s:\[\]]|\[[^\]]*\])+")
 
 # (start, None) is one index; (start, end) an inclusive slice, end -1 meaning 'to the last'.
@@ -84,15 +91,53 @@ def apply_subscript(items: list[Item], subscript: Subscript | None) -> list[Item
 
 
 def match_names(names: Iterable[str], expression: str) -> list[str]:
-    """The names a glob, or a ``~regex``, matches. InvalidInput for an invalid regex."""
+    """The names a glob, or a ``~regex``, matches. InvalidInput for an invalid regex, or one
+    that takes longer than MATCH_SECONDS over these names."""
     try:
         if expression[0] == "~":
             matcher = re.compile(expression[1:])
         else:
             matcher = re.compile(fnmatch.translate(expression))
-    except re.error as exc:
-        raise InvalidInput(f"invalid host pattern {expression!r}: {exc}") from None
-    return [name for name in names if matcher.match(name)]
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise InvalidInput(f"invalid host pattern {short_repr(expression)}: {exc}") from None
+    names = list(names)
+    try:
+        with time_limit(MATCH_SECONDS):
+            return [name for name in names if matcher.match(name)]
+    except MatchTimeout:
+        raise InvalidInput(f"host pattern {short_repr(expression)} took more than {MATCH_SECONDS:g}s to match "
+                           f"{len(names)} name{'s' if len(names) != 1 else ''}: a regular expression with nested repetition such as (a+)+ "
+                           f"backtracks for ever on some names; simplify it") from None
+
+
+class MatchTimeout(Exception):
+    """A host pattern's regular expression ran out of time."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise MatchTimeout in the body after SECONDS. Python's regex engine looks for signals
+    as it backtracks, so a timer is what bounds a regular expression: no length cap can
+    (a name of 30 characters is enough for (a+)+$ to take minutes). A timer needs the main
+    thread; elsewhere the body runs unbounded. An earlier timer is put back after."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise MatchTimeout()
+
+    started = time.monotonic()
+    previous_handler = signal.signal(signal.SIGALRM, expire)
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_delay:
+            left = max(previous_delay - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
 
 
 # -- host entries and ranges ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ccrollout.diagnostics import Diagnostics
+from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text, walk_files
 
 from .builder import InventoryBuilder
 from .ini import read_ini_inventory
@@ -47,13 +48,20 @@ class _SourceReader:
     def read_source(self, source: str) -> str | None:
         """Read one ``-i`` source; returns the directory whose group_vars/host_vars apply."""
         path = Path(os.path.expanduser(source))
-        if not path.exists():
+        try:
+            exists, is_directory = path.exists(), path.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long for a file, for one
+            exists, is_directory = False, False
+            if "," not in source:
+                self.error(source[:200], 0, f"inventory source cannot be read: {getattr(exc, 'strerror', None) or exc}")
+                return None
+        if not exists:
             if "," in source:
                 self.read_host_list(source)
                 return None
             self.error(source, 0, "inventory source not found")
             return None
-        if path.is_dir():
+        if is_directory:
             self.read_directory(path)
             return str(path)
         self.read_file(path)
@@ -72,24 +80,23 @@ class _SourceReader:
             self.builder.add_hosts(names, "ungrouped", port)
 
     def read_directory(self, directory: Path) -> None:
-        for entry in sorted(os.listdir(directory)):
-            if _IGNORED_NAMES.search(entry) or entry.endswith(_IGNORED_EXTENSIONS):
-                continue
-            path = directory / entry
-            if path.is_dir():
-                self.read_directory(path)
-            elif path.is_file():
-                self.read_file(path)
+        def wanted(path: Path, is_directory: bool) -> bool:
+            name = path.name
+            ignored = _IGNORED_NAMES.search(name) or name.endswith(_IGNORED_EXTENSIONS)
+            return not ignored and (is_directory or path.is_file())
+
+        def unreadable(path: Path, exc: OSError) -> None:
+            self.error(str(path), 0, f"cannot read the inventory directory: {exc.strerror or exc}")
+
+        for path in walk_files(directory, wanted, unreadable):
+            self.read_file(path)
 
     def read_file(self, path: Path) -> None:
         file = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            self.error(file, 0, f"not UTF-8 text: {exc.reason} at byte {exc.start}")
-            return
-        except OSError as exc:
-            self.error(file, 0, f"cannot read: {exc.strerror or exc}")
+            text = read_regular_text(path, INVENTORY_LIMIT)
+        except UnreadableFile as exc:
+            self.error(file, 0, f"inventory file {exc}")
             return
         if text.startswith("#!") and os.access(path, os.X_OK):
             self.error(file, 1, "executable inventory scripts are not supported; "

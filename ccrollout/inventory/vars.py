@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ccrollout.diagnostics import Diagnostics
+from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text, walk_files
 
 from .builder import InventoryBuilder
 from .yaml import YAML_EXTENSIONS, load_yaml_document
@@ -43,12 +44,13 @@ class VarsFiles:
         if cache_key not in self._entity_vars:
             self._entity_vars[cache_key] = {}
             directory = Path(base) / kind
-            if directory.is_dir():
+            if _kind_of(directory) == "directory":
                 stem = directory / entity
                 for candidate in (stem, *(stem.with_name(entity + ext) for ext in YAML_EXTENSIONS)):
-                    if candidate.is_dir():
-                        files = _vars_dir_files(candidate)
-                    elif candidate.is_file():
+                    found = _kind_of(candidate)
+                    if found == "directory":
+                        files = self._vars_dir_files(candidate)
+                    elif found == "other":  # a FIFO or device is reported, not read
                         files = [candidate]
                     else:
                         continue
@@ -63,9 +65,9 @@ class VarsFiles:
             return self._file_vars[key]
         self._file_vars[key] = {}
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.diagnostics.add(key, 0, 0, f"cannot read variables file: {exc}")
+            text = read_regular_text(path, INVENTORY_LIMIT)
+        except UnreadableFile as exc:
+            self.diagnostics.add(key, 0, 0, f"variables file {exc}")
             return {}
         if text.startswith("$ANSIBLE_VAULT;"):
             self.diagnostics.add(key, 1, 0, "Ansible Vault encrypted files are not supported")
@@ -80,19 +82,30 @@ class VarsFiles:
         self._file_vars[key] = document.data
         return document.data
 
+    def _vars_dir_files(self, directory: Path) -> list[Path]:
+        """The files of a group_vars/NAME/ directory, as Ansible reads them: hidden and backup
+        files skipped, subdirectories without an extension entered."""
+        def wanted(path: Path, is_directory: bool) -> bool:
+            if path.name.startswith(".") or path.name.endswith("~"):
+                return False
+            extension = os.path.splitext(path.name)[1]
+            if is_directory:
+                return not extension
+            return path.exists() and (not extension or extension in YAML_EXTENSIONS)
 
-def _vars_dir_files(directory: Path) -> list[Path]:
-    found: list[Path] = []
-    for entry in sorted(os.listdir(directory)):
-        if entry.startswith(".") or entry.endswith("~"):
-            continue
-        path = directory / entry
-        extension = os.path.splitext(entry)[1]
-        if path.is_dir() and not extension:
-            found.extend(_vars_dir_files(path))
-        elif path.is_file() and (not extension or extension in YAML_EXTENSIONS):
-            found.append(path)
-    return found
+        def unreadable(path: Path, exc: OSError) -> None:
+            self.diagnostics.add(str(path), 0, 0, f"cannot read the variables directory: {exc.strerror or exc}")
+
+        return walk_files(directory, wanted, unreadable)
+
+
+def _kind_of(path: Path) -> str | None:
+    """"directory", "other", or None when there is nothing to read there, including names
+    no file can have (a group name of 5,000 characters, or with a NUL in it)."""
+    try:
+        return "directory" if path.is_dir() else "other" if path.exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 def sort_groups(builder: InventoryBuilder, depths: dict[str, int], names: Iterable[str]) -> list[str]:

@@ -73,6 +73,13 @@ INVENTORIES: dict[str, tuple[dict[str, str], list[str]]] = {
         ansible_python_interpreter=/usr/bin/python3
         """}, ["hosts.ini"]),
 
+    "ini_ungrouped_has_children": ({"hosts": """
+        [lab]
+        h1
+        [ungrouped:children]
+        lab
+        """}, ["hosts"]),
+
     "ini_children_before_groups": ({"hosts": """
         [top:children]
         middle

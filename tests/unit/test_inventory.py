@@ -525,3 +525,4 @@ def test_random_patterns_select_or_are_invalid(pattern):
             inventory.unmatched_terms(pattern)
         except InvalidInput:
             pass
+

@@ -278,7 +278,7 @@ def test_durations_and_percentages(tree):
                                  .replace('max_increase: "2%"', 'max_increase: "200%"'))
     lines = errors_of(path)
     assert lines[0] == f"{path}:11:15: rollouts[0].baseline: expected a duration longer than 0, got '0s'"
-    assert lines[1].startswith(f"{path}:12:11: rollouts[0].bake: expected a duration such as")
+    assert lines[1].startswith(f"{path}:12:11: rollouts[0].bake: expected a duration of at most a week, such as")
     assert lines[2].startswith(f"{path}:16:21: rollouts[0].health.max_increase: a percentage here can be at most")
 
 
@@ -534,3 +534,4 @@ def test_extend_needs_a_limit(tree):
     assert (rollout.limits.on_inconclusive, rollout.schedule.max_extend, rollout.limits.min_intervals) == \
         ("extend", 6.0, 3)
     assert rollout.limits.max_extend_intervals == 3  # 6 s of 2 s intervals
+
