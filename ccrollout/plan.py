@@ -56,12 +56,14 @@ SCHEMA_PATH = Path(__file__).with_name("schema") / "plan.schema.json"
 @dataclass(frozen=True)
 class Algorithm:
     """A congestion control: kernel name, absolute source path, extra compile flags
-    (``-I`` directories made absolute), and whether it needs ECN turned on."""
+    (``-I`` directories made absolute), whether it needs ECN turned on, and the tree
+    its source may include from."""
 
     name: str
     source: Path
     cflags: tuple[str, ...] = ()
     ecn: bool = False
+    root: Path | None = None  # the tree its source may include from: the directory above the plan's
 
 
 @dataclass(frozen=True)
@@ -476,7 +478,8 @@ class _PlanReader:
                 for flag in entry.get("cflags", _default("algorithm", "cflags"))
             )
             algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags,
-                                                  entry.get("ecn", _default("algorithm", "ecn")))
+                                                  entry.get("ecn", _default("algorithm", "ecn")),
+                                                  root=Path(os.path.realpath(self.plan_dir)).parent)
         rollouts = []
         for entry in data["rollouts"]:
             health = {**_health_defaults(), **entry.get("health", {})}
