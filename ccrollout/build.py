@@ -38,6 +38,7 @@ class BuiltObject:
     flags: int         # tcp_congestion_ops.flags
     callbacks: tuple[str, ...]
     cached: bool       # True when no compiler ran
+    map_name: str | None = None  # its struct_ops map (the C variable): the one a host attaches
 
 
 def cache_dir() -> Path:
@@ -112,7 +113,8 @@ def build(name: str, source: Path, cflags: tuple[str, ...] = (), root: Path | No
             scratch_path.unlink(missing_ok=True)
     ops = _check(target, name, source)
     return BuiltObject(name=name, source=source, path=target, digest=file_digest(target),
-                       flags=ops.flags, callbacks=tuple(sorted(ops.callbacks)), cached=cached)
+                       flags=ops.flags, callbacks=tuple(sorted(ops.callbacks)), cached=cached,
+                       map_name=ops.variable)
 
 
 def _check(path: Path, name: str, source: Path) -> bpfobject.StructOps:

@@ -75,7 +75,7 @@ class SimulatedHost:
     def _drift(self) -> dict:
         return {"drift": [], "managed": sorted(self.records)}
 
-    def _install(self, name: str, digest: str, object: str | None) -> dict:
+    def _install(self, name: str, digest: str, object: str | None, map: str | None) -> dict:
         if object is not None:
             self.objects.add(digest)
         if digest not in self.objects:

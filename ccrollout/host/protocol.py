@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 # A kernel congestion-control name: TCP_CA_NAME_MAX is 16 bytes with the NUL.
 CONTROL_NAME = re.compile(r"[A-Za-z0-9_]{1,15}\Z")
 DIGEST = re.compile(r"[0-9a-f]{64}\Z")
+# A struct_ops map as libbpf names it: the C variable of the tcp_congestion_ops.
+MAP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 ROLLOUT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 STATE_DIR = re.compile(r"/[A-Za-z0-9_./-]{0,4095}\Z")
 WATCH_SOURCES = ("sockets", "trace")
@@ -141,6 +143,7 @@ def _prefixes(value: Any) -> List[str]:
 
 control_name = _matching(CONTROL_NAME, "a congestion-control name (1 to 15 of A-Z a-z 0-9 _)")
 digest = _matching(DIGEST, "a sha256 digest (64 lower-case hex digits)")
+map_name = _matching(MAP_NAME, "a struct_ops map name (a C identifier of at most 128 characters)")
 rollout_id = _matching(ROLLOUT_ID, "a rollout id")
 
 # -- the operations ----------------------------------------------------------------------------
@@ -150,7 +153,9 @@ OPERATIONS: Dict[str, Operation] = {op.name: op for op in (
     Operation("counters", answer=("time", "counters", "by_control")),
     Operation("drift", answer=("drift", "managed")),
     Operation("install", (Field("name", control_name), Field("digest", digest),
-                          Field("object", _optional(_base64), None)),
+                          Field("object", _optional(_base64), None),
+                          # which struct_ops map of the object to attach; None: its only one
+                          Field("map", _optional(map_name), None)),
               answer=("loaded", "replaced", "link", "netns", "other_users"), changes_host=True),
     Operation("activate", (Field("name", control_name), Field("digest", digest),
                            Field("default", _boolean, True), Field("routes", _prefixes, []),

@@ -6,7 +6,9 @@ On disk (as every earlier version wrote it, so a host upgraded in place reads it
     {"controls": {NAME: {"digests": [DIGEST, ...], "previous_default": "cubic", "since": 1.7e9,
                          "default": true, "routes": {PREFIX: {"previous": ROUTE or null}},
                          "link_id": 12, "previous_ecn": 0, "allowed_added": true}},
+     "maps": {NAME: {DIGEST: MAP}},
      "lock": {"rollout": ID, "controller": "MACHINE:PID", "expires": 1.7e9}}
+"maps" names the struct_ops map to attach of an object that holds several.
 Records before 0.2 kept one "digest" instead of "digests", later ones kept both (the last of
 "digests" was always the one that counted); only "digests" is written now. A record of any
 other shape is refused rather than guessed at: it says what to undo.
@@ -109,16 +111,19 @@ class Claim:
 class HostState:
     controls: dict[str, ControlRecord] = field(default_factory=dict)
     lock: Claim | None = None
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> digest -> struct_ops map
 
     def to_json(self) -> dict:
         document: dict = {"controls": {name: record.to_json() for name, record in self.controls.items()}}
         if self.lock is not None:
             document["lock"] = self.lock.to_json()
+        if self.maps:
+            document["maps"] = {name: dict(by_digest) for name, by_digest in self.maps.items()}
         return document
 
     @classmethod
     def from_json(cls, document: object) -> HostState:
-        document = _object(document, "record", ("controls", "lock"))
+        document = _object(document, "record", ("controls", "lock", "maps"))
         controls = _field(document, "controls", "record", _OBJECT, {})
         lock = _field(document, "lock", "record", _OBJECT, None, nullable=True)
         for name in controls:
@@ -127,7 +132,20 @@ class HostState:
                 raise _Malformed(f"record.controls has {_shown(name)}, not a congestion-control name")
         return cls(controls={name: ControlRecord.from_json(record, f"record.controls[{name!r}]")
                              for name, record in controls.items()},
-                   lock=None if lock is None else Claim.from_json(lock, "record.lock"))
+                   lock=None if lock is None else Claim.from_json(lock, "record.lock"),
+                   maps=_maps(_field(document, "maps", "record", _OBJECT, {})))
+
+
+def _maps(document: dict) -> dict[str, dict[str, str]]:
+    maps = {}
+    for name, by_digest in document.items():
+        where = f"record.maps[{name!r}]"
+        if not protocol.CONTROL_NAME.match(name) or not isinstance(by_digest, dict) \
+                or not all(isinstance(key, str) and protocol.DIGEST.match(key) and isinstance(value, str)
+                           and protocol.MAP_NAME.match(value) for key, value in by_digest.items()):
+            raise _Malformed(f"{where} is not a control's digests with their struct_ops maps")
+        maps[name] = dict(by_digest)
+    return maps
 
 
 def load(state_dir: str) -> HostState:

@@ -147,7 +147,7 @@ class StageRun:
         def actions_for(name: str) -> list[dict]:
             has_object = built.digest in runner.facts.get(name, {}).get("objects", [])
             return [protocol.action("install", name=built.name, digest=built.digest,
-                                    object=None if has_object else encoded),
+                                    object=None if has_object else encoded, map=built.map_name),
                     protocol.action("activate", name=built.name, digest=built.digest,
                                     default=rollout.scope.default, routes=list(rollout.scope.routes),
                                     ecn=rollout.algorithm.ecn)]

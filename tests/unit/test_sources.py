@@ -1,5 +1,6 @@
-"""BPF sources as people write them: UAPI and libbpf headers; and includes that reach outside
-what a plan may use, refused before the compiler reads them. Compiles for real (clang), no root."""
+"""BPF sources as people write them: UAPI and libbpf headers, the older
+SEC(".struct_ops"), several controls in one object; and includes that reach outside what a
+plan may use, refused before the compiler reads them. Compiles for real (clang), no root."""
 
 import os
 import shutil
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ccrollout import build, includes
+from ccrollout import bpfobject, build, includes
 from ccrollout.errors import BuildFailed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def compiler_calls(tmp_path, monkeypatch):
 
 def test_a_source_that_includes_linux_bpf_h_builds():
     built = build.build("ccr_uapi", FIXTURES / "ccr_uapi.bpf.c")
-    assert built.name == "ccr_uapi" and built.flags & 0x1
+    assert built.name == "ccr_uapi" and built.flags & 0x1 and built.map_name == "ccr_uapi"
     assert set(built.callbacks) == {"ssthresh", "cong_avoid", "undo_cwnd"}
 
 
@@ -121,3 +122,21 @@ def test_clang_output_about_other_files_is_never_shown(tree):
     shown = includes.shown_diagnostics(output, roots)
     assert SECRET not in shown and "/etc/shadow" not in shown
     assert f"{mine}:3:1: error" in shown and "mine here;" in shown and "2 errors generated." in shown
+
+
+def test_the_older_struct_ops_section_is_accepted():
+    built = build.build("ccr_legacy", FIXTURES / "ccr_legacy.bpf.c")
+    (ops,) = bpfobject.inspect(str(built.path))
+    assert ops.section == ".struct_ops" and ops.name == "ccr_legacy" and built.map_name == "ccr_legacy"
+
+
+def test_one_object_with_two_controls_builds_for_either_name():
+    beta50 = build.build("ccr_pair_beta50", FIXTURES / "ccr_pair.bpf.c")
+    beta75 = build.build("ccr_pair_beta75", FIXTURES / "ccr_pair.bpf.c")
+    assert beta50.digest == beta75.digest and beta75.cached  # one object, travelling unchanged
+    assert (beta50.map_name, beta75.map_name) == ("pair_beta50", "pair_beta75")
+    found = {ops.name: ops for ops in bpfobject.inspect(str(beta50.path))}
+    assert found["ccr_pair_beta75"].callbacks["ssthresh"] == "pair_beta75_ssthresh"
+    with pytest.raises(BuildFailed, match="none of its 2 tcp_congestion_ops registers as 'ccr_pair'.*"
+                                          "'ccr_pair_beta50' \\(pair_beta50\\), 'ccr_pair_beta75'"):
+        build.build("ccr_pair", FIXTURES / "ccr_pair.bpf.c")
