@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("--interval", default="2s", help="how often to report (default 2s)")
     trace.add_argument("--top", type=int, default=5, help="connections listed per host (default 5)")
 
+    vmlinux = commands.add_parser("vmlinux", help="write a vmlinux.h of a host's kernel (its BTF, dumped as C "
+                                  "by bpftool on the host) for sources to include")
+    fleet_options(vmlinux)
+    vmlinux.add_argument("host", metavar="HOST", help="the host (a pattern that selects exactly one)")
+    vmlinux.add_argument("-o", "--output", default="vmlinux.h", metavar="FILE",
+                         help="where to write it (default ./vmlinux.h; - for stdout)")
+
     inventory = commands.add_parser("inventory", help="show an inventory as Ansible reads it")
     inventory.add_argument("-i", "--inventory", action="append", required=True, metavar="INVENTORY",
                            help="Ansible inventory file or directory (repeatable)")
@@ -273,12 +280,13 @@ def cmd_check(args) -> int:
     return errors.EXIT_OK
 
 
-def _call_each(args, actions: list[dict], on_progress=None) -> dict:
-    """One batch of read-only ACTIONS on every host of args.pattern (and --limit);
-    ON_PROGRESS(host, report) gets what long operations report as they go."""
+def _call_each(args, actions: list[dict], on_progress=None, hosts=None) -> dict:
+    """One batch of read-only ACTIONS on HOSTS, by default every host of args.pattern (and
+    --limit); ON_PROGRESS(host, report) gets what long operations report as they go."""
     from . import fleet
     from .inventory import load_inventory
-    hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
+    if hosts is None:
+        hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
     if args.forks < 1:
         raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
     timeouts = _timeouts(args)
@@ -380,6 +388,27 @@ def cmd_trace(args) -> int:
     return errors.EXIT_HOST_FAILED if any("error" in host for host in answer.values()) else errors.EXIT_OK
 
 
+def cmd_vmlinux(args) -> int:
+    from .host.osutil import write_atomically
+    from .inventory import load_inventory
+    hosts = _select_hosts(load_inventory(args.inventory), args.host, args.limit)
+    if len(hosts) != 1:
+        raise InvalidInput(f"{args.host!r} selects {len(hosts)} hosts; vmlinux needs exactly one "
+                           "(vmlinux.h describes one kernel)")
+    (outcome,) = _call_each(args, [protocol.action("vmlinux")], hosts=hosts).values()
+    if error := outcome.failure():
+        print(f"ccrollout: error: {error}", file=sys.stderr)
+        return errors.EXIT_HOST_FAILED
+    text = outcome.answer.text
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_atomically(args.output, text, mode=0o644)
+    print(f"{hosts[0].name}: {'wrote ' + args.output if args.output != '-' else 'printed'} vmlinux.h "
+          f"({len(text)} bytes) of kernel {outcome.answer.kernel}", file=sys.stderr)
+    return errors.EXIT_OK
+
+
 def cmd_inventory(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
@@ -479,7 +508,7 @@ def _report(args, result) -> None:
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
             "status": cmd_status, "trace": cmd_trace, "resume": cmd_resume, "promote": cmd_gate,
             "abort": cmd_gate,
-            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab}
+            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab, "vmlinux": cmd_vmlinux}
 
 
 def main(argv=None) -> int:

@@ -94,6 +94,9 @@ class SimulatedHost:
         previous, self.default = self.default, name if default else self.default
         return {"changed": changed, "default": self.default, "previous": previous}
 
+    def _vmlinux(self) -> dict:
+        raise RuntimeError("a simulated host has no kernel")
+
     def _deactivate(self, name: str, digest: str | None, restore: str | None) -> dict:
         record = self.records.pop(name, None)
         if record is None:

@@ -10,6 +10,7 @@ does not follow it gets a refusal in JSON and changes nothing.
 from __future__ import annotations
 
 import json
+import platform
 import sys
 import time
 import traceback
@@ -66,6 +67,8 @@ HANDLERS: Dict[str, Callable[[str, dict, Emit], dict]] = {
                                                              args["map"]),
     "activate": lambda state_dir, args, emit: actions.activate(state_dir, args["name"], args["digest"], args["default"],
                                                                args["routes"], args["ecn"]),
+    "vmlinux": lambda state_dir, args, emit: {"changed": False, "text": facts.vmlinux_header(),
+                                              "kernel": platform.release()},
     "deactivate": _plain(actions.deactivate),
     "withdraw_all": lambda state_dir, args, emit: actions.withdraw_all(state_dir),
     "lock": lambda state_dir, args, emit: actions.lock(state_dir, args["rollout"], args["controller"], args["lease"]),

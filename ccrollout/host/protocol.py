@@ -29,6 +29,7 @@ ROLLOUT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 STATE_DIR = re.compile(r"/[A-Za-z0-9_./-]{0,4095}\Z")
 WATCH_SOURCES = ("sockets", "trace")
 DEFAULT_WATCH_SOURCE = "sockets"
+MAX_VMLINUX_TEXT = 64 << 20      # bpftool's vmlinux.h of a distribution kernel is 3 to 8 MB
 
 WEEK = 7 * 24 * 3600.0
 MAX_OBJECT_BASE64 = 16 << 20     # a BPF object is a few kB to a few hundred kB
@@ -161,6 +162,7 @@ OPERATIONS: Dict[str, Operation] = {op.name: op for op in (
                            Field("default", _boolean, True), Field("routes", _prefixes, []),
                            Field("ecn", _boolean, False)),
               answer=("default", "previous"), changes_host=True),
+    Operation("vmlinux", answer=("text", "kernel")),
     Operation("deactivate", (Field("name", control_name), Field("digest", _optional(digest), None),
                              Field("restore", _optional(control_name), None)),
               answer=("restored", "unloaded", "reverted_to", "note"), changes_host=True),

@@ -1,4 +1,4 @@
-"""BPF sources as people write them: UAPI and libbpf headers, the older
+"""BPF sources as people write them: UAPI and libbpf headers, a vmlinux.h, the older
 SEC(".struct_ops"), several controls in one object; and includes that reach outside what a
 plan may use, refused before the compiler reads them. Compiles for real (clang), no root."""
 
@@ -11,6 +11,7 @@ import pytest
 
 from ccrollout import bpfobject, build, includes
 from ccrollout.errors import BuildFailed
+from ccrollout.host import agent
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "bpf" / "fixtures"
@@ -140,3 +141,17 @@ def test_one_object_with_two_controls_builds_for_either_name():
     with pytest.raises(BuildFailed, match="none of its 2 tcp_congestion_ops registers as 'ccr_pair'.*"
                                           "'ccr_pair_beta50' \\(pair_beta50\\), 'ccr_pair_beta75'"):
         build.build("ccr_pair", FIXTURES / "ccr_pair.bpf.c")
+
+
+def test_a_source_built_against_a_hosts_vmlinux_h(tmp_path):
+    """The host's `vmlinux` answer (bpftool on its BTF) is a header the fixture builds against."""
+    (result,) = agent.handle({"id": 1, "state_dir": str(tmp_path / "state"),
+                              "actions": [{"op": "vmlinux"}]})["results"]
+    assert result["ok"], result
+    assert result["text"].startswith("#ifndef __VMLINUX_H__") and "struct tcp_congestion_ops {" in result["text"]
+    root = tmp_path / "tree"
+    (root / "include").mkdir(parents=True)
+    (root / "include" / "vmlinux.h").write_text(result["text"])
+    shutil.copytree(FIXTURES, root / "bpf")
+    built = build.build("ccr_vmlinux", root / "bpf" / "ccr_vmlinux.bpf.c", (f"-I{root / 'include'}",), root)
+    assert built.name == "ccr_vmlinux" and built.flags & 0x1
