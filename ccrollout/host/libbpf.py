@@ -13,7 +13,7 @@ import errno
 import os
 
 BPF_MAP_TYPE_STRUCT_OPS = 26
-BPF_F_LINK = 0x400                 # a struct_ops map registered through a link, not by an update
+BPF_F_LINK = 1 << 13              # a struct_ops map registered through a link, not by an update (linux/bpf.h)
 _LOG_BUFFER_SIZE = 1 << 16
 _LIBBPF_INFO = 1                   # enum libbpf_print_level: WARN 0, INFO 1, DEBUG 2
 _LINK_INFO_SIZE = 64              # sizeof(struct bpf_link_info) in linux/bpf.h

@@ -3,6 +3,7 @@ SEC(".struct_ops"), several controls in one object; and includes that reach outs
 plan may use, refused before the compiler reads them. Compiles for real (clang), no root."""
 
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from ccrollout import bpfobject, build, includes
 from ccrollout.errors import BuildFailed
-from ccrollout.host import agent
+from ccrollout.host import agent, libbpf
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "bpf" / "fixtures"
@@ -129,6 +130,13 @@ def test_the_older_struct_ops_section_is_accepted():
     built = build.build("ccr_legacy", FIXTURES / "ccr_legacy.bpf.c")
     (ops,) = bpfobject.inspect(str(built.path))
     assert ops.section == ".struct_ops" and ops.name == "ccr_legacy" and built.map_name == "ccr_legacy"
+
+
+def test_the_loaders_link_flag_is_the_kernels():
+    """BPF_F_LINK is 1 << 13 in linux/bpf.h (0x400 would be BPF_F_MMAPABLE, which a struct_ops
+    map refuses with EINVAL)."""
+    header = Path("/usr/include/linux/bpf.h").read_text()
+    assert re.search(r"BPF_F_LINK\s*=\s*\(1U << 13\)", header) and libbpf.BPF_F_LINK == 1 << 13
 
 
 def test_one_object_with_two_controls_builds_for_either_name():
