@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import threading
 
@@ -329,6 +330,12 @@ def cmd_facts(args) -> int:
             print(f"  route {route}")
         for problem in facts.get("problems", []):
             print(f"  cannot take a BPF control: {problem}")
+        boot = facts.get("boot") or {}
+        if boot.get("units"):
+            print(f"  at boot: {' and '.join(boot['units'])} restore {', '.join(boot['kept'])}")
+        elif boot.get("commands"):
+            print(f"  at boot: no unit; to restore {', '.join(boot['kept'])}, run "
+                  + " then ".join(map(shlex.join, boot["commands"])))
         if "tracer" in facts:
             print(f"  tracer: {facts['tracer'].get('reason')}")
     return errors.EXIT_OK if all("unreachable" not in f for f in answer.values()) else errors.EXIT_HOST_FAILED
@@ -432,7 +439,7 @@ def cmd_status(args) -> int:
         else:
             drift = outcome.answer.drift
             answer[name] = {"state": "drifted" if drift else "in step", "reasons": drift,
-                            "managed": outcome.answer.managed}
+                            "managed": outcome.answer.managed, "restored": outcome.answer.restored}
     if args.json:
         json.dump(answer, sys.stdout, indent=2, sort_keys=True)
         print()
@@ -442,10 +449,20 @@ def cmd_status(args) -> int:
             print(f"{name}: {host['state']}" + (f" (manages {managed})" if "managed" in host else ""))
             for reason in host["reasons"]:
                 print(f"  {reason}")
+            if host.get("restored"):
+                print("  " + _restored_line(host["restored"]))
     states = {host["state"] for host in answer.values()}
     if "unreachable" in states:
         return errors.EXIT_HOST_FAILED
     return errors.EXIT_NEEDS_ATTENTION if "drifted" in states else errors.EXIT_OK
+
+
+def _restored_line(restored: dict) -> str:
+    import time
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(restored["at"]))
+    line = (f"restored at boot {when} ({'this boot' if restored.get('this_boot') else 'an earlier boot'}): "
+            f"{', '.join(restored['controls']) or 'nothing'}")
+    return line + "".join(f"; {problem}" for problem in restored.get("problems", []))
 
 
 def cmd_history(args) -> int:

@@ -106,6 +106,7 @@ class Rollout:
     scope: Scope = Scope()
     health_source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace
     control: Stage | None = None    # control hosts per stage; None: about the stage's own size
+    persist: bool = True            # hosts restore the control at boot
 
 
 @dataclass(frozen=True)
@@ -516,6 +517,7 @@ class _PlanReader:
                                          for prefix in scope.get("routes", _default("scope", "routes")))),
                 health_source=health["source"],
                 control=None if entry.get("control") is None else _as_stage(entry["control"]),
+                persist=entry.get("persist", _default("rollout", "persist")),
             ))
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),

@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 
-from . import facts, layout, routes, state
+from . import boot, facts, layout, routes, state
 from .errors import ActionError
 from .libbpf import MIN_VERSION, Libbpf, LibbpfError, shared
 from .osutil import write_atomically
@@ -230,7 +230,7 @@ def install(state_dir: str, name: str, digest: str, encoded_object: str | None =
             map_name: str | None = None) -> dict:
     """Load NAME from the object (once per kernel), or update the loaded one in place to this
     version, and mark this namespace a user. MAP_NAME picks the object's struct_ops map when
-    it holds several; it is kept, so a revert picks the same one."""
+    it holds several; it is kept, so a revert or a restore at boot picks the same one."""
     if encoded_object:
         receive_object(state_dir, digest, encoded_object)
     object_path = verified_object(state_dir, digest)
@@ -268,7 +268,7 @@ def _load_fresh(name: str, object_path: str, digest: str, map_name: str | None) 
     if name in facts.available_congestion_controls():
         raise ActionError(f"a congestion control named {name} is already registered "
                           "and ccrollout did not load it")
-    # The pin went without us (removed by hand): forget which object it was, but
+    # The pin went without us (removed by hand, or a reboot): forget which object it was, but
     # keep the users' marks, as their namespaces still name the control as their default.
     stale = layout.loaded_digest(name)
     if stale:
@@ -282,6 +282,24 @@ def _mark_user(name: str, netns: str) -> bool:
         return False
     os.mkdir(layout.user_mark(name, netns))
     return True
+
+
+def ensure_loaded(state_dir: str, name: str, digest: str, map_name: str | None) -> tuple[bool, str | None]:
+    """For a restore: NAME loaded from the kept object DIGEST unless this kernel runs it
+    already (another namespace restored it first), and this namespace a user. Another
+    version already loaded is left as it is (one kernel, one version), with a note."""
+    object_path = verified_object(state_dir, digest)
+    ensure_bpffs()
+    note = None
+    with registry_lock():
+        loaded = not os.path.exists(layout.link_pin(name))
+        if loaded:
+            _load_fresh(name, object_path, digest, map_name)
+        elif layout.loaded_digest(name) != digest:
+            note = (f"this kernel already runs version {(layout.loaded_digest(name) or 'unknown')[:12]}, "
+                    f"not the recorded {digest[:12]}: left as it is")
+        marked = _mark_user(name, facts.netns_id())
+    return loaded or marked, note
 
 
 def remember_map(state_dir: str, name: str, digest: str, map_name: str) -> None:
@@ -325,9 +343,10 @@ def _disallow(record: ControlRecord, name: str) -> bool:
 
 
 def activate(state_dir: str, name: str, digest: str, default: bool = True, prefixes=(),
-             ecn: bool = False) -> dict:
+             ecn: bool = False, persist: bool = True) -> dict:
     """Make NAME the namespace's default and/or the control of routes to PREFIXES (and turn
-    ECN on if asked), remembering what each replaced before changing it."""
+    ECN on if asked), remembering what each replaced before changing it, and whether a
+    restore at boot brings it back (PERSIST)."""
     if name not in facts.available_congestion_controls():
         raise ActionError(f"{name} is not registered on this kernel")
     current = facts.default_congestion_control()
@@ -340,6 +359,7 @@ def activate(state_dir: str, name: str, digest: str, default: bool = True, prefi
     if new_version:
         record.digests.append(digest)
     record.default = bool(default)
+    record.persist = bool(persist)
     # A control loaded again since this namespace last chose it (a lost pin, a reboot) has a new
     # link: choosing it again is a change, even where the default already reads its name.
     link = facts.pinned_link_ids(name)
@@ -452,6 +472,7 @@ def _withdraw(state_dir: str, host: HostState, name: str, record: ControlRecord,
         host.controls.pop(name, None)
         host.maps.pop(name, None)
         state.save(state_dir, host)
+    changed |= boot.forget_if_idle(state_dir)  # nothing left to restore at boot: no unit either
     return {"changed": changed, "restored": restored, "unloaded": unloaded}
 
 
@@ -472,7 +493,8 @@ def drift(state_dir: str) -> dict:
     problems = []
     available = facts.available_congestion_controls()
     netns = facts.netns_id()
-    controls = state.load(state_dir).controls
+    host = state.load(state_dir)
+    controls = host.controls
     for name, record in controls.items():
         if not os.path.exists(layout.link_pin(name)):
             problems.append(f"{name}: its pin is gone (a reboot, or removed by hand)")
@@ -493,7 +515,8 @@ def drift(state_dir: str) -> dict:
                 problems.append(f"{name}: the route to {prefix} no longer uses it")
         if record.previous_ecn is not None and facts.tcp_ecn() != 1:
             problems.append(f"{name}: net.ipv4.tcp_ecn is {facts.tcp_ecn()}, not 1")
-    return {"changed": False, "drift": problems, "managed": sorted(controls)}
+    restored = host.restored and {**host.restored.to_json(), "this_boot": host.restored.boot_id == facts.boot_id()}
+    return {"changed": False, "drift": problems, "managed": sorted(controls), "restored": restored}
 
 
 def lock(state_dir: str, rollout: str, controller: str, lease_seconds: float) -> dict:

@@ -16,13 +16,17 @@ import time
 import traceback
 from typing import Any, Callable, Dict, Optional
 
-from . import actions, facts, protocol, sockdiag, watch
+from . import actions, boot, facts, protocol, restore, sockdiag, state, watch
 
 Emit = Callable[[Dict[str, Any]], None]
 
 
 def _facts(state_dir: str, args: dict, emit: Emit) -> dict:
     summary = facts.summary(state_dir)
+    try:
+        summary["boot"] = boot.status(state_dir, state.load(state_dir))
+    except state.StateError:
+        summary["boot"] = None  # the actions that need the record say what is wrong with it
     if args["tracer"]:  # importing bcc costs a fifth of a second: only when asked
         from . import tracer
         summary["tracer"] = tracer.bcc_status()
@@ -66,7 +70,9 @@ HANDLERS: Dict[str, Callable[[str, dict, Emit], dict]] = {
     "install": lambda state_dir, args, emit: actions.install(state_dir, args["name"], args["digest"], args["object"],
                                                              args["map"]),
     "activate": lambda state_dir, args, emit: actions.activate(state_dir, args["name"], args["digest"], args["default"],
-                                                               args["routes"], args["ecn"]),
+                                                               args["routes"], args["ecn"], args["persist"]),
+    "persist": lambda state_dir, args, emit: boot.persist(state_dir, args["boot_unit"]),
+    "restore": _plain(restore.restore),
     "vmlinux": lambda state_dir, args, emit: {"changed": False, "text": facts.vmlinux_header(),
                                               "kernel": platform.release()},
     "deactivate": _plain(actions.deactivate),
