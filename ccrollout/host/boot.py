@@ -106,6 +106,11 @@ def _kept(host: state.HostState) -> Dict[str, state.ControlRecord]:
     return {name: record for name, record in host.controls.items() if record.persist}
 
 
+def _phases(kept: Dict[str, state.ControlRecord]) -> List[str]:
+    """The restore's phases these controls need: routes only when one of them has routes."""
+    return [phase for phase in PHASES if kept and (phase == "controls" or any(r.routes for r in kept.values()))]
+
+
 def persist(state_dir: str, boot_unit: str = "auto", unit_dir: str = UNIT_DIR) -> dict:
     """Keep what a restore at boot needs for the controls the record keeps: the zip and,
     where BOOT_UNIT allows, the units; or remove them when it keeps none."""
@@ -125,7 +130,7 @@ def persist(state_dir: str, boot_unit: str = "auto", unit_dir: str = UNIT_DIR) -
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         write_atomically(target, code, mode=0o600, durable=True)
         changed = True
-    phases = [phase for phase in PHASES if phase == "controls" or any(r.routes for r in kept.values())]
+    phases = _phases(kept)
     commands = [restore_command(state_dir, phase) for phase in phases]
     refused = _boot_unit_refused(boot_unit, unit_dir)
     if refused:
@@ -163,7 +168,7 @@ def forget_if_idle(state_dir: str, unit_dir: str = UNIT_DIR) -> bool:
 def status(state_dir: str, host: state.HostState, unit_dir: str = UNIT_DIR) -> dict:
     """What a restore at boot would run here, the units that run it, and the last restore."""
     kept = _kept(host)
-    phases = [phase for phase in PHASES if kept and (phase == "controls" or any(r.routes for r in kept.values()))]
+    phases = _phases(kept)
     return {"kept": sorted(kept),
             "commands": [restore_command(state_dir, phase) for phase in phases]
             if os.path.isfile(kept_zip(state_dir)) else [],

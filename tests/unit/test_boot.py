@@ -42,7 +42,8 @@ def keep(state_dir: Path, routes=None, persist=True) -> None:
     state.save(str(state_dir), HostState(controls={"ccr_reno": record}))
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed (make setup)")
+@pytest.mark.skipif(not shutil.which("systemd-analyze") and os.environ.get("CI") != "true",
+                    reason="systemd-analyze is not installed (Debian: systemd)")
 @pytest.mark.parametrize("phase", boot.PHASES)
 def test_the_boot_units_pass_systemd_analyze_verify(tmp_path, phase):
     path = tmp_path / boot.unit_name("/var/lib/ccrollout", phase)
