@@ -33,15 +33,12 @@ class ObjectError(Exception):
 
 @dataclass(frozen=True)
 class StructOps:
-    variable: str             # the C variable, e.g. ccr_reno
-    section: str              # .struct_ops.link (attachable as a link) or .struct_ops
+    variable: str             # the C variable, e.g. ccr_reno: libbpf names its map so
+    section: str              # .struct_ops.link, or the older .struct_ops (the host loader
+                              # makes it a link too: BPF_F_LINK before load)
     name: str                 # the name the kernel registers
     flags: int
     callbacks: dict[str, str]  # member -> BPF program
-
-    @property
-    def links(self) -> bool:
-        return self.section == ".struct_ops.link"
 
 
 @dataclass(frozen=True)
@@ -115,9 +112,17 @@ def _struct_ops_in(elf, section, types: dict[int, _Type]) -> list[StructOps]:
         symbols = elf.get_section(relocations["sh_link"])
         for relocation in relocations.iter_relocations():
             programs_at[relocation["r_offset"]] = symbols.get_symbol(relocation["r_info_sym"]).name
+    # The object's DATASEC may say offset 0 for every variable (libbpf fixes it up from the
+    # symbols at open): the symbol table says where each one is.
+    symbols = elf.get_section_by_name(".symtab")
+    section_index = next(index for index, candidate in enumerate(elf.iter_sections())
+                         if candidate.name == section.name)
+    offsets = {symbol.name: symbol["st_value"] for symbol in (symbols.iter_symbols() if symbols else ())
+               if symbol["st_shndx"] == section_index}
     found = []
     for _unused, var_type_id, var_offset in datasec.members:
         variable = types[var_type_id]
+        var_offset = offsets.get(variable.name, var_offset)
         struct_type = _resolve(types, variable.size_or_type)
         if struct_type.name != CONGESTION_OPS_STRUCT:
             continue
@@ -143,20 +148,25 @@ def _resolve(types: dict[int, _Type], type_id: int) -> _Type:
 
 
 def check_congestion_control(path: str, expected_name: str) -> StructOps:
-    """The one congestion control in PATH, or ObjectError saying what is wrong with it."""
+    """The congestion control named EXPECTED_NAME in PATH (an object may define several;
+    the host attaches only that one), or ObjectError saying what is wrong with it."""
     found = inspect(path)
-    if len(found) != 1:
-        raise ObjectError(f"it defines {len(found)} tcp_congestion_ops struct_ops maps; exactly one is needed")
-    ops = found[0]
-    if not ops.links:
-        raise ObjectError(f"{ops.variable} is in SEC(\".struct_ops\"); put it in SEC(\".struct_ops.link\") "
-                          "so it can be pinned and updated in place")
-    if not ops.name:
-        raise ObjectError(f"{ops.variable} sets no .name")
+    if not found:
+        raise ObjectError("it defines no tcp_congestion_ops struct_ops map (SEC(\".struct_ops.link\"))")
+    named = [ops for ops in found if ops.name == expected_name]
+    if not named:
+        if len(found) == 1 and not found[0].name:
+            raise ObjectError(f"{found[0].variable} sets no .name")
+        if len(found) == 1:
+            raise ObjectError(f"it registers as {found[0].name!r}, but the plan calls it {expected_name!r}")
+        defined = ", ".join(f"{ops.name!r} ({ops.variable})" for ops in found)
+        raise ObjectError(f"none of its {len(found)} tcp_congestion_ops registers as {expected_name!r}: "
+                          f"it defines {defined}")
+    if len(named) > 1:
+        raise ObjectError(f"{' and '.join(ops.variable for ops in named)} both register as {expected_name!r}")
+    ops = named[0]
     if len(ops.name) >= TCP_CA_NAME_MAX:
         raise ObjectError(f"its name {ops.name!r} is longer than the kernel's {TCP_CA_NAME_MAX - 1} characters")
-    if ops.name != expected_name:
-        raise ObjectError(f"it registers as {ops.name!r}, but the plan calls it {expected_name!r}")
     missing = [callback for callback in REQUIRED_CALLBACKS if callback not in ops.callbacks]
     if not any(callback in ops.callbacks for callback in ONE_OF_CALLBACKS):
         missing.append(" or ".join(ONE_OF_CALLBACKS))

@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import threading
 import traceback
@@ -86,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument("--duration", default="10s", help="how long to trace (default 10s); it ends by itself")
     trace.add_argument("--interval", default="2s", help="how often to report (default 2s)")
     trace.add_argument("--top", type=int, default=5, help="connections listed per host (default 5)")
+
+    vmlinux = commands.add_parser("vmlinux", help="write a vmlinux.h of a host's kernel (its BTF, dumped as C "
+                                  "by bpftool on the host) for sources to include")
+    fleet_options(vmlinux)
+    vmlinux.add_argument("host", metavar="HOST", help="the host (a pattern that selects exactly one)")
+    vmlinux.add_argument("-o", "--output", default="vmlinux.h", metavar="FILE",
+                         help="where to write it (default ./vmlinux.h; - for stdout)")
 
     inventory = commands.add_parser("inventory", help="show an inventory as Ansible reads it")
     inventory.add_argument("-i", "--inventory", action="append", required=True, metavar="INVENTORY",
@@ -278,12 +286,13 @@ def cmd_check(args) -> int:
     return errors.EXIT_OK
 
 
-def _call_each(args, actions: list[dict], on_progress=None) -> dict:
-    """One batch of read-only ACTIONS on every host of args.pattern (and --limit);
-    ON_PROGRESS(host, report) gets what long operations report as they go."""
+def _call_each(args, actions: list[dict], on_progress=None, hosts=None) -> dict:
+    """One batch of read-only ACTIONS on HOSTS, by default every host of args.pattern (and
+    --limit); ON_PROGRESS(host, report) gets what long operations report as they go."""
     from . import fleet
     from .inventory import load_inventory
-    hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
+    if hosts is None:
+        hosts = _select_hosts(load_inventory(args.inventory), args.pattern, args.limit)
     if args.forks < 1:
         raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
     timeouts = _timeouts(args)
@@ -326,6 +335,12 @@ def cmd_facts(args) -> int:
             print(f"  route {route}")
         for problem in facts.get("problems", []):
             print(f"  cannot take a BPF control: {problem}")
+        boot = facts.get("boot") or {}
+        if boot.get("units"):
+            print(f"  at boot: {' and '.join(boot['units'])} restore {', '.join(boot['kept'])}")
+        elif boot.get("commands"):
+            print(f"  at boot: no unit; to restore {', '.join(boot['kept'])}, run "
+                  + " then ".join(map(shlex.join, boot["commands"])))
         if "tracer" in facts:
             print(f"  tracer: {facts['tracer'].get('reason')}")
     return errors.EXIT_OK if all("unreachable" not in f for f in answer.values()) else errors.EXIT_HOST_FAILED
@@ -385,6 +400,27 @@ def cmd_trace(args) -> int:
     return errors.EXIT_HOST_FAILED if any("error" in host for host in answer.values()) else errors.EXIT_OK
 
 
+def cmd_vmlinux(args) -> int:
+    from .host.osutil import write_atomically
+    from .inventory import load_inventory
+    hosts = _select_hosts(load_inventory(args.inventory), args.host, args.limit)
+    if len(hosts) != 1:
+        raise InvalidInput(f"{args.host!r} selects {len(hosts)} hosts; vmlinux needs exactly one "
+                           "(vmlinux.h describes one kernel)")
+    (outcome,) = _call_each(args, [protocol.action("vmlinux")], hosts=hosts).values()
+    if error := outcome.failure():
+        print(f"ccrollout: error: {error}", file=sys.stderr)
+        return errors.EXIT_HOST_FAILED
+    text = outcome.answer.text
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        write_atomically(args.output, text, mode=0o644)
+    print(f"{hosts[0].name}: {'wrote ' + args.output if args.output != '-' else 'printed'} vmlinux.h "
+          f"({len(text)} bytes) of kernel {outcome.answer.kernel}", file=sys.stderr)
+    return errors.EXIT_OK
+
+
 def cmd_inventory(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
@@ -408,7 +444,7 @@ def cmd_status(args) -> int:
         else:
             drift = outcome.answer.drift
             answer[name] = {"state": "drifted" if drift else "in step", "reasons": drift,
-                            "managed": outcome.answer.managed}
+                            "managed": outcome.answer.managed, "restored": outcome.answer.restored}
     if args.json:
         json.dump(answer, sys.stdout, indent=2, sort_keys=True)
         print()
@@ -418,10 +454,20 @@ def cmd_status(args) -> int:
             print(f"{name}: {host['state']}" + (f" (manages {managed})" if "managed" in host else ""))
             for reason in host["reasons"]:
                 print(f"  {reason}")
+            if host.get("restored"):
+                print("  " + _restored_line(host["restored"]))
     states = {host["state"] for host in answer.values()}
     if "unreachable" in states:
         return errors.EXIT_HOST_FAILED
     return errors.EXIT_NEEDS_ATTENTION if "drifted" in states else errors.EXIT_OK
+
+
+def _restored_line(restored: dict) -> str:
+    import time
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(restored["at"]))
+    line = (f"restored at boot {when} ({'this boot' if restored.get('this_boot') else 'an earlier boot'}): "
+            f"{', '.join(restored['controls']) or 'nothing'}")
+    return line + "".join(f"; {problem}" for problem in restored.get("problems", []))
 
 
 def cmd_history(args) -> int:
@@ -489,7 +535,7 @@ def _report(args, result) -> None:
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
             "status": cmd_status, "trace": cmd_trace, "resume": cmd_resume, "promote": cmd_gate,
             "abort": cmd_gate,
-            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab}
+            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab, "vmlinux": cmd_vmlinux}
 
 
 def main(argv=None) -> int:

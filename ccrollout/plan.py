@@ -57,12 +57,14 @@ __all__ = [
 @dataclass(frozen=True)
 class Algorithm:
     """A congestion control: kernel name, absolute source path, extra compile flags
-    (``-I`` directories made absolute), and whether it needs ECN turned on."""
+    (``-I`` directories made absolute), whether it needs ECN turned on, and the tree
+    its source may include from."""
 
     name: str
     source: Path
     cflags: tuple[str, ...] = ()
     ecn: bool = False
+    root: Path | None = None  # the tree its source may include from: the directory above the plan's
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class Rollout:
     scope: Scope = Scope()
     health_source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace
     control: Stage | None = None    # control hosts per stage; None: about the stage's own size
+    persist: bool = True            # hosts restore the control at boot
 
 
 @dataclass(frozen=True)
@@ -425,7 +428,8 @@ class _PlanReader:
                 for flag in entry.get("cflags", schema_default("algorithm", "cflags"))
             )
             algorithms[entry["name"]] = Algorithm(entry["name"], source, cflags,
-                                                  entry.get("ecn", schema_default("algorithm", "ecn")))
+                                                  entry.get("ecn", schema_default("algorithm", "ecn")),
+                                                  root=Path(os.path.realpath(self.plan_dir)).parent)
         rollouts = []
         for entry in data["rollouts"]:
             health = {**health_defaults(), **entry.get("health", {})}
@@ -462,6 +466,7 @@ class _PlanReader:
                                          for prefix in scope.get("routes", schema_default("scope", "routes")))),
                 health_source=health["source"],
                 control=None if entry.get("control") is None else _as_stage(entry["control"]),
+                persist=entry.get("persist", schema_default("rollout", "persist")),
             ))
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),

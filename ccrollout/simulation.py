@@ -73,9 +73,9 @@ class SimulatedHost:
                 "by_control": by_control}
 
     def _drift(self) -> dict:
-        return {"drift": [], "managed": sorted(self.records)}
+        return {"drift": [], "managed": sorted(self.records), "restored": None}
 
-    def _install(self, name: str, digest: str, object: str | None) -> dict:
+    def _install(self, name: str, digest: str, object: str | None, map: str | None) -> dict:
         if object is not None:
             self.objects.add(digest)
         if digest not in self.objects:
@@ -86,13 +86,22 @@ class SimulatedHost:
         return {"changed": changed, "loaded": changed and replaced is None, "replaced": replaced,
                 "link": {"link_id": 1, "map_id": 1}, "netns": f"ns-{self.name}", "other_users": []}
 
-    def _activate(self, name: str, digest: str, default: bool, routes: list, ecn: bool) -> dict:
+    def _activate(self, name: str, digest: str, default: bool, routes: list, ecn: bool, persist: bool) -> dict:
         record = self.records.setdefault(name, {"digests": [], "previous_default": self.default})
         changed = self.default != name or record["digests"][-1:] != [digest]
         if record["digests"][-1:] != [digest]:
             record["digests"].append(digest)
         previous, self.default = self.default, name if default else self.default
         return {"changed": changed, "default": self.default, "previous": previous}
+
+    def _persist(self, boot_unit: str) -> dict:
+        return {"unit": None, "commands": [], "note": "a simulated host does not boot"}
+
+    def _restore(self, phase: str) -> dict:
+        raise RuntimeError("a simulated host does not boot")
+
+    def _vmlinux(self) -> dict:
+        raise RuntimeError("a simulated host has no kernel")
 
     def _deactivate(self, name: str, digest: str | None, restore: str | None) -> dict:
         record = self.records.pop(name, None)

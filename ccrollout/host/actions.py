@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 
-from . import facts, layout, routes, state
+from . import boot, facts, layout, routes, state
 from .errors import ActionError
 from .libbpf import MIN_VERSION, Libbpf, LibbpfError, shared
 from .osutil import write_atomically
@@ -127,8 +127,9 @@ def verified_object(state_dir: str, digest: str) -> str:
     return path
 
 
-def _open_and_load(name: str, object_path: str) -> tuple[int, int]:
-    """(object, its struct_ops map) loaded into the kernel; the caller closes the object."""
+def _open_and_load(name: str, object_path: str, map_name: str | None = None) -> tuple[int, int]:
+    """(object, the struct_ops map MAP_NAME, or its only one) loaded into the kernel, the map
+    made a link and any other struct_ops map left out; the caller closes the object."""
     bpf = libbpf()
     try:
         obj = bpf.open_object(object_path)
@@ -136,9 +137,16 @@ def _open_and_load(name: str, object_path: str) -> tuple[int, int]:
         raise ActionError(str(exc), exc.log) from None
     try:
         maps = bpf.struct_ops_maps(obj)
-        if len(maps) != 1:
-            raise ActionError(f"the object holds {len(maps)} struct_ops maps, expected exactly one")
+        chosen = [pointer for map_, pointer in maps if map_ == map_name or map_name is None]
+        if len(chosen) != 1:
+            held = ", ".join(map_ for map_, _ in maps) or "none"
+            raise ActionError(f"the object has no struct_ops map {map_name} (it has {held})" if map_name else
+                              f"the object holds {len(maps)} struct_ops maps ({held}): the request must name one")
         try:
+            for _map, pointer in maps:
+                if pointer != chosen[0]:
+                    bpf.skip_map(pointer)
+            bpf.make_link_map(chosen[0])
             bpf.load_object(obj)
         except LibbpfError as exc:
             raise ActionError(f"the kernel refused to load {name}: {os.strerror(exc.errno)}",
@@ -146,7 +154,7 @@ def _open_and_load(name: str, object_path: str) -> tuple[int, int]:
     except BaseException:
         bpf.close_object(obj)
         raise
-    return obj, maps[0][1]
+    return obj, chosen[0]
 
 
 def _mark_loaded(name: str, digest: str) -> None:
@@ -162,9 +170,9 @@ def _mark_loaded(name: str, digest: str) -> None:
 
 # -- loading -----------------------------------------------------------------
 
-def _load_and_pin(name: str, object_path: str, digest: str) -> None:
+def _load_and_pin(name: str, object_path: str, digest: str, map_name: str | None = None) -> None:
     bpf = libbpf()
-    obj, struct_ops_map = _open_and_load(name, object_path)
+    obj, struct_ops_map = _open_and_load(name, object_path, map_name)
     try:
         link = bpf.attach_struct_ops(struct_ops_map)
         try:
@@ -183,11 +191,11 @@ def _load_and_pin(name: str, object_path: str, digest: str) -> None:
         raise ActionError(f"the object did not register a congestion control named {name}")
 
 
-def _update_in_place(name: str, object_path: str, digest: str) -> None:
+def _update_in_place(name: str, object_path: str, digest: str, map_name: str | None = None) -> None:
     """Swap the program behind NAME's pinned link: the name never leaves the registry, open
     connections keep the version they started with, new ones get this one."""
     bpf = libbpf()
-    obj, struct_ops_map = _open_and_load(name, object_path)
+    obj, struct_ops_map = _open_and_load(name, object_path, map_name)
     try:
         link = bpf.open_pinned_link(layout.link_pin(name))
         try:
@@ -218,12 +226,16 @@ def _wait_unregistered(name: str) -> None:
         time.sleep(0.05)
 
 
-def install(state_dir: str, name: str, digest: str, encoded_object: str | None) -> dict:
+def install(state_dir: str, name: str, digest: str, encoded_object: str | None,
+            map_name: str | None) -> dict:
     """Load NAME from the object (once per kernel), or update the loaded one in place to this
-    version, and mark this namespace a user."""
+    version, and mark this namespace a user. MAP_NAME picks the object's struct_ops map when
+    it holds several; it is kept, so a revert or a restore at boot picks the same one."""
     if encoded_object:
         receive_object(state_dir, digest, encoded_object)
     object_path = verified_object(state_dir, digest)
+    if map_name is not None:
+        remember_map(state_dir, name, digest, map_name)
     ensure_bpffs()
     netns = facts.netns_id()
     changed = loaded = False
@@ -237,29 +249,64 @@ def install(state_dir: str, name: str, digest: str, encoded_object: str | None) 
                 if record is not None and record.digest != digest:
                     record.digests.append(digest)  # before the change: a rollback reverts it
                     state.save(state_dir, host)
-                _update_in_place(name, object_path, digest)
+                _update_in_place(name, object_path, digest, map_name)
                 replaced, changed = current or "unknown", True
         else:
-            if os.path.isdir(layout.control_dir(name)):
-                _wait_unregistered(name)  # a pin removed just now: the kernel lets go a moment later
-            if name in facts.available_congestion_controls():
-                raise ActionError(f"a congestion control named {name} is already registered "
-                                  "and ccrollout did not load it")
-            # The pin went without us (removed by hand): forget which object it was, but keep
-            # the users' marks, as their namespaces still name the control as their default.
-            stale = layout.loaded_digest(name)
-            if stale:
-                os.rmdir(layout.object_mark(name, stale))
-            _load_and_pin(name, object_path, digest)
+            _load_fresh(name, object_path, digest, map_name)
             changed = loaded = True
-        os.makedirs(layout.users_dir(name), exist_ok=True)
-        if not os.path.isdir(layout.user_mark(name, netns)):
-            os.mkdir(layout.user_mark(name, netns))
-            changed = True
+        changed |= _mark_user(name, netns)
         ids = facts.pinned_link_ids(name)
         others = [user for user in layout.users(name) if user != netns]
     return {"changed": changed, "loaded": loaded, "replaced": replaced, "link": ids, "netns": netns,
             "other_users": others}
+
+
+def _load_fresh(name: str, object_path: str, digest: str, map_name: str | None) -> None:
+    """Load and pin NAME where no pin holds it (under the registry lock)."""
+    if os.path.isdir(layout.control_dir(name)):
+        _wait_unregistered(name)  # a pin removed just now: the kernel lets go a moment later
+    if name in facts.available_congestion_controls():
+        raise ActionError(f"a congestion control named {name} is already registered "
+                          "and ccrollout did not load it")
+    # The pin went without us (removed by hand, or a reboot): forget which object it was, but
+    # keep the users' marks, as their namespaces still name the control as their default.
+    stale = layout.loaded_digest(name)
+    if stale:
+        os.rmdir(layout.object_mark(name, stale))
+    _load_and_pin(name, object_path, digest, map_name)
+
+
+def _mark_user(name: str, netns: str) -> bool:
+    os.makedirs(layout.users_dir(name), exist_ok=True)
+    if os.path.isdir(layout.user_mark(name, netns)):
+        return False
+    os.mkdir(layout.user_mark(name, netns))
+    return True
+
+
+def ensure_loaded(state_dir: str, name: str, digest: str, map_name: str | None) -> tuple[bool, str | None]:
+    """For a restore: NAME loaded from the kept object DIGEST unless this kernel runs it
+    already (another namespace restored it first), and this namespace a user. Another
+    version already loaded is left as it is (one kernel, one version), with a note."""
+    object_path = verified_object(state_dir, digest)
+    ensure_bpffs()
+    note = None
+    with registry_lock():
+        loaded = not os.path.exists(layout.link_pin(name))
+        if loaded:
+            _load_fresh(name, object_path, digest, map_name)
+        elif layout.loaded_digest(name) != digest:
+            note = (f"this kernel already runs version {(layout.loaded_digest(name) or 'unknown')[:12]}, "
+                    f"not the recorded {digest[:12]}: left as it is")
+        marked = _mark_user(name, facts.netns_id())
+    return loaded or marked, note
+
+
+def remember_map(state_dir: str, name: str, digest: str, map_name: str) -> None:
+    host = state.load(state_dir)
+    if host.maps.get(name, {}).get(digest) != map_name:
+        host.maps.setdefault(name, {})[digest] = map_name
+        state.save(state_dir, host)
 
 
 # -- activation --------------------------------------------------------------
@@ -295,9 +342,11 @@ def _disallow(record: ControlRecord, name: str) -> bool:
     return True
 
 
-def activate(state_dir: str, name: str, digest: str, default: bool, prefixes, ecn: bool) -> dict:
+def activate(state_dir: str, name: str, digest: str, default: bool, prefixes, ecn: bool,
+             persist: bool) -> dict:
     """Make NAME the namespace's default and/or the control of routes to PREFIXES (and turn
-    ECN on if asked), remembering what each replaced before changing it."""
+    ECN on if asked), remembering what each replaced before changing it, and whether a
+    restore at boot brings it back (PERSIST)."""
     if name not in facts.available_congestion_controls():
         raise ActionError(f"{name} is not registered on this kernel")
     current = facts.default_congestion_control()
@@ -310,6 +359,7 @@ def activate(state_dir: str, name: str, digest: str, default: bool, prefixes, ec
     if new_version:
         record.digests.append(digest)
     record.default = bool(default)
+    record.persist = bool(persist)
     # A control loaded again since this namespace last chose it (a lost pin, a reboot) has a new
     # link: choosing it again is a change, even where the default already reads its name.
     link = facts.pinned_link_ids(name)
@@ -386,7 +436,8 @@ def _revert_version(state_dir: str, host: HostState, name: str, digest: str) -> 
     with registry_lock():
         # On a shared kernel another namespace may have moved the version already.
         if os.path.exists(layout.link_pin(name)) and layout.loaded_digest(name) != previous:
-            _update_in_place(name, verified_object(state_dir, previous), previous)
+            _update_in_place(name, verified_object(state_dir, previous), previous,
+                             host.maps.get(name, {}).get(previous))
     history.pop()
     state.save(state_dir, host)
     return {"changed": True, "restored": None, "unloaded": False, "reverted_to": previous}
@@ -417,9 +468,11 @@ def _withdraw(state_dir: str, host: HostState, name: str, record: ControlRecord,
                 changed |= _disallow(record, name)
                 _unload(name)
                 unloaded = changed = True
-    if name in host.controls:
-        del host.controls[name]
+    if name in host.controls or name in host.maps:
+        host.controls.pop(name, None)
+        host.maps.pop(name, None)
         state.save(state_dir, host)
+    changed |= boot.forget_if_idle(state_dir)  # nothing left to restore at boot: no unit either
     return {"changed": changed, "restored": restored, "unloaded": unloaded}
 
 
@@ -440,7 +493,8 @@ def drift(state_dir: str) -> dict:
     problems = []
     available = facts.available_congestion_controls()
     netns = facts.netns_id()
-    controls = state.load(state_dir).controls
+    host = state.load(state_dir)
+    controls = host.controls
     for name, record in controls.items():
         if not os.path.exists(layout.link_pin(name)):
             problems.append(f"{name}: its pin is gone (a reboot, or removed by hand)")
@@ -461,7 +515,8 @@ def drift(state_dir: str) -> dict:
                 problems.append(f"{name}: the route to {prefix} no longer uses it")
         if record.previous_ecn is not None and facts.tcp_ecn() != 1:
             problems.append(f"{name}: net.ipv4.tcp_ecn is {facts.tcp_ecn()}, not 1")
-    return {"changed": False, "drift": problems, "managed": sorted(controls)}
+    restored = host.restored and {**host.restored.to_json(), "this_boot": host.restored.boot_id == facts.boot_id()}
+    return {"changed": False, "drift": problems, "managed": sorted(controls), "restored": restored}
 
 
 def lock(state_dir: str, rollout: str, controller: str, lease_seconds: float) -> dict:

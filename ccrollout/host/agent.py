@@ -10,18 +10,23 @@ does not follow it gets a refusal in JSON and changes nothing.
 from __future__ import annotations
 
 import json
+import platform
 import sys
 import time
 import traceback
 from typing import Any, Callable, Dict, Optional
 
-from . import actions, facts, protocol, sockdiag, watch
+from . import actions, boot, facts, protocol, restore, sockdiag, state, watch
 
 Emit = Callable[[Dict[str, Any]], None]
 
 
 def _facts(state_dir: str, args: dict, emit: Emit) -> dict:
     summary = facts.summary(state_dir)
+    try:
+        summary["boot"] = boot.status(state_dir, state.load(state_dir))
+    except state.StateError:
+        summary["boot"] = None  # the actions that need the record say what is wrong with it
     if args["tracer"]:  # importing bcc costs a fifth of a second: only when asked
         from . import tracer
         summary["tracer"] = tracer.bcc_status()
@@ -62,9 +67,14 @@ HANDLERS: Dict[str, Callable[[str, dict, Emit], dict]] = {
     "counters": _counters,
     "trace": _trace,
     "drift": lambda state_dir, args, emit: actions.drift(state_dir),
-    "install": lambda state_dir, args, emit: actions.install(state_dir, args["name"], args["digest"], args["object"]),
+    "install": lambda state_dir, args, emit: actions.install(state_dir, args["name"], args["digest"], args["object"],
+                                                             args["map"]),
     "activate": lambda state_dir, args, emit: actions.activate(state_dir, args["name"], args["digest"], args["default"],
-                                                               args["routes"], args["ecn"]),
+                                                               args["routes"], args["ecn"], args["persist"]),
+    "persist": lambda state_dir, args, emit: boot.persist(state_dir, args["boot_unit"]),
+    "restore": _plain(restore.restore),
+    "vmlinux": lambda state_dir, args, emit: {"changed": False, "text": facts.vmlinux_header(),
+                                              "kernel": platform.release()},
     "deactivate": _plain(actions.deactivate),
     "withdraw_all": lambda state_dir, args, emit: actions.withdraw_all(state_dir),
     "lock": lambda state_dir, args, emit: actions.lock(state_dir, args["rollout"], args["controller"], args["lease"]),

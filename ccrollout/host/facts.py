@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 
-from . import layout, state
+from . import layout, protocol, state
+from .errors import ActionError
 from .libbpf import MIN_VERSION, LibbpfError, shared
 
 _SYSCTL = "/proc/sys/net/ipv4/"
@@ -180,6 +182,37 @@ def problems(features: dict, libbpf: str | None, root: bool) -> list[str]:
         found.append(f"libbpf {libbpf} is too old: struct_ops links need "
                      f"{'.'.join(map(str, MIN_VERSION))} or newer")
     return found
+
+
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
+
+
+def vmlinux_header(limit: int = protocol.MAX_VMLINUX_TEXT) -> str:
+    """This kernel's types as C (`bpftool btf dump ... format c`): the vmlinux.h a control
+    built for it may include. At most LIMIT bytes, or ActionError."""
+    bpftool = shutil.which("bpftool") or next(
+        (path for path in ("/usr/sbin/bpftool", "/usr/local/sbin/bpftool") if os.path.exists(path)), None)
+    if bpftool is None:
+        raise ActionError("bpftool is not installed here (Debian: apt-get install bpftool)")
+    if not os.path.exists(VMLINUX_BTF):
+        raise ActionError(f"the kernel has no BTF ({VMLINUX_BTF}): CONFIG_DEBUG_INFO_BTF is off")
+    process = subprocess.Popen([bpftool, "btf", "dump", "file", VMLINUX_BTF, "format", "c"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        text = process.stdout.read(limit + 1)
+        if len(text) > limit:
+            raise ActionError(f"bpftool's vmlinux.h is longer than {limit} bytes")
+        errors = process.stderr.read().decode(errors="replace").strip()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    if process.returncode != 0:
+        raise ActionError(f"bpftool failed (exit {process.returncode}): {errors[-300:]}")
+    return text.decode()
 
 
 def summary(state_dir: str) -> dict:

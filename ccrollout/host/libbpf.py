@@ -13,6 +13,7 @@ import errno
 import os
 
 BPF_MAP_TYPE_STRUCT_OPS = 26
+BPF_F_LINK = 1 << 13              # a struct_ops map registered through a link, not by an update (linux/bpf.h)
 _LOG_BUFFER_SIZE = 1 << 16
 _LIBBPF_INFO = 1                   # enum libbpf_print_level: WARN 0, INFO 1, DEBUG 2
 _LINK_INFO_SIZE = 64              # sizeof(struct bpf_link_info) in linux/bpf.h
@@ -61,6 +62,9 @@ class Libbpf:
             "bpf_object__next_map": ([vp, vp], vp),
             "bpf_map__type": ([vp], ci),
             "bpf_map__name": ([vp], cp),
+            "bpf_map__map_flags": ([vp], ctypes.c_uint32),
+            "bpf_map__set_map_flags": ([vp, ctypes.c_uint32], ci),
+            "bpf_map__set_autocreate": ([vp, ctypes.c_bool], ci),
             "bpf_map__attach_struct_ops": ([vp], vp),
             "bpf_link__pin": ([vp, cp], ci),
             "bpf_link__open": ([cp], vp),
@@ -135,6 +139,18 @@ class Libbpf:
                 return found
             if self._lib.bpf_map__type(current) == BPF_MAP_TYPE_STRUCT_OPS:
                 found.append((self._lib.bpf_map__name(current).decode(), current))
+
+    def make_link_map(self, map_pointer: int) -> None:
+        """Before load: register this struct_ops map through a link, so that it can be pinned
+        and updated in place, also when the source put it in the older SEC(".struct_ops")."""
+        flags = self._lib.bpf_map__map_flags(map_pointer)
+        if not flags & BPF_F_LINK and self._lib.bpf_map__set_map_flags(map_pointer, flags | BPF_F_LINK) != 0:
+            raise LibbpfError("cannot make the struct_ops map a link", self._errno(), self.take_log())
+
+    def skip_map(self, map_pointer: int) -> None:
+        """Before load: do not create this map (libbpf 1.4 then skips its programs too)."""
+        if self._lib.bpf_map__set_autocreate(map_pointer, False) != 0:
+            raise LibbpfError("cannot leave out a struct_ops map", self._errno(), self.take_log())
 
     # -- links ---------------------------------------------------------------
 

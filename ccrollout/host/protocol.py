@@ -23,10 +23,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 # A kernel congestion-control name: TCP_CA_NAME_MAX is 16 bytes with the NUL.
 CONTROL_NAME = re.compile(r"[A-Za-z0-9_]{1,15}\Z")
 DIGEST = re.compile(r"[0-9a-f]{64}\Z")
+# A struct_ops map as libbpf names it: the C variable of the tcp_congestion_ops.
+MAP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 ROLLOUT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 STATE_DIR = re.compile(r"/[A-Za-z0-9_./-]{0,4095}\Z")
 WATCH_SOURCES = ("sockets", "trace")
 DEFAULT_WATCH_SOURCE = "sockets"
+# The inventory's ccrollout_boot_unit: auto installs a boot unit only in the initial network
+# namespace of a host whose init is systemd (never from a container or a lab namespace).
+BOOT_UNIT_CHOICES = ("auto", "yes", "no")
+# A restore at boot: the controls (before the network is up), the routes (once it is), or both.
+RESTORE_PHASES = ("all", "controls", "routes")
+MAX_VMLINUX_TEXT = 64 << 20      # bpftool's vmlinux.h of a distribution kernel is 3 to 8 MB
 
 WEEK = 7 * 24 * 3600.0
 MAX_OBJECT_BASE64 = 16 << 20     # a BPF object is a few kB to a few hundred kB
@@ -141,6 +149,7 @@ def _prefixes(value: Any) -> List[str]:
 
 control_name = _matching(CONTROL_NAME, "a congestion-control name (1 to 15 of A-Z a-z 0-9 _)")
 digest = _matching(DIGEST, "a sha256 digest (64 lower-case hex digits)")
+map_name = _matching(MAP_NAME, "a struct_ops map name (a C identifier of at most 128 characters)")
 rollout_id = _matching(ROLLOUT_ID, "a rollout id")
 
 # -- the operations ----------------------------------------------------------------------------
@@ -148,14 +157,24 @@ rollout_id = _matching(ROLLOUT_ID, "a rollout id")
 OPERATIONS: Dict[str, Operation] = {op.name: op for op in (
     Operation("facts", (Field("tracer", _boolean, False),), answer=("facts",)),
     Operation("counters", answer=("time", "counters", "by_control")),
-    Operation("drift", answer=("drift", "managed")),
+    Operation("drift", answer=("drift", "managed", "restored")),
     Operation("install", (Field("name", control_name), Field("digest", digest),
-                          Field("object", _optional(_base64), None)),
+                          Field("object", _optional(_base64), None),
+                          # which struct_ops map of the object to attach; None: its only one
+                          Field("map", _optional(map_name), None)),
               answer=("loaded", "replaced", "link", "netns", "other_users"), changes_host=True),
     Operation("activate", (Field("name", control_name), Field("digest", digest),
                            Field("default", _boolean, True), Field("routes", _prefixes, []),
-                           Field("ecn", _boolean, False)),
+                           Field("ecn", _boolean, False), Field("persist", _boolean, True)),
               answer=("default", "previous"), changes_host=True),
+    # Keep what the record needs at boot (the host side's zip) and the boot unit, or remove
+    # them when nothing is to be restored any more.
+    Operation("persist", (Field("boot_unit", _one_of(*BOOT_UNIT_CHOICES), "auto"),),
+              answer=("unit", "commands", "note"), changes_host=True),
+    # What the boot unit runs (python3 ZIP restore STATE_DIR): the record put back.
+    Operation("restore", (Field("phase", _one_of(*RESTORE_PHASES), "all"),),
+              answer=("restored", "problems"), changes_host=True),
+    Operation("vmlinux", answer=("text", "kernel")),
     Operation("deactivate", (Field("name", control_name), Field("digest", _optional(digest), None),
                              Field("restore", _optional(control_name), None)),
               answer=("restored", "unloaded", "reverted_to", "note"), changes_host=True),

@@ -5,8 +5,12 @@ controller's journal is lost. This module alone reads and writes that file.
 On disk (as every earlier version wrote it, so a host upgraded in place reads its old record):
     {"controls": {NAME: {"digests": [DIGEST, ...], "previous_default": "cubic", "since": 1.7e9,
                          "default": true, "routes": {PREFIX: {"previous": ROUTE or null}},
-                         "link_id": 12, "previous_ecn": 0, "allowed_added": true}},
-     "lock": {"rollout": ID, "controller": "MACHINE:PID", "expires": 1.7e9}}
+                         "link_id": 12, "previous_ecn": 0, "allowed_added": true, "persist": false}},
+     "maps": {NAME: {DIGEST: MAP}},
+     "lock": {"rollout": ID, "controller": "MACHINE:PID", "expires": 1.7e9},
+     "restored": {"at": 1.7e9, "boot_id": ID, "controls": [NAME, ...], "problems": [TEXT, ...]}}
+"maps" names the struct_ops map to attach of an object that holds several; "persist" (only
+written when false) keeps a control out of the restore at boot; "restored" is the last one.
 Records before 0.2 kept one "digest" instead of "digests", later ones kept both (the last of
 "digests" was always the one that counted); only "digests" is written now. A record of any
 other shape is refused rather than guessed at: it says what to undo.
@@ -41,6 +45,7 @@ class ControlRecord:
     link_id: int | None = None                         # the link chosen last: another one means a reload
     previous_ecn: int | None = None                    # net.ipv4.tcp_ecn before ECN was asked for
     allowed_added: bool = False                        # ccrollout added it to tcp_allowed_congestion_control
+    persist: bool = True                               # restored at boot (the plan's persist)
 
     @property
     def digest(self) -> str | None:
@@ -56,6 +61,8 @@ class ControlRecord:
             document["previous_ecn"] = self.previous_ecn
         if self.allowed_added:
             document["allowed_added"] = True
+        if not self.persist:
+            document["persist"] = False
         return document
 
     @classmethod
@@ -80,7 +87,8 @@ class ControlRecord:
                    default=_field(document, "default", where, _BOOLEAN, True),
                    link_id=_field(document, "link_id", where, _INTEGER, None, nullable=True),
                    previous_ecn=_field(document, "previous_ecn", where, _INTEGER, None, nullable=True),
-                   allowed_added=_field(document, "allowed_added", where, _BOOLEAN, False))
+                   allowed_added=_field(document, "allowed_added", where, _BOOLEAN, False),
+                   persist=_field(document, "persist", where, _BOOLEAN, True))
 
 
 @dataclass
@@ -106,28 +114,70 @@ class Claim:
 
 
 @dataclass
+class Restored:
+    """The last restore at boot (host/boot.py): when, on which boot, what came back, what not."""
+
+    at: float
+    boot_id: str
+    controls: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"at": self.at, "boot_id": self.boot_id, "controls": list(self.controls),
+                "problems": list(self.problems)}
+
+    @classmethod
+    def from_json(cls, document: object, where: str) -> Restored:
+        document = _object(document, where, ("at", "boot_id", "controls", "problems"))
+        return cls(at=_field(document, "at", where, _NUMBER), boot_id=_field(document, "boot_id", where, _STRING),
+                   controls=list(_field(document, "controls", where, _STRINGS, [])),
+                   problems=list(_field(document, "problems", where, _STRINGS, [])))
+
+
+@dataclass
 class HostState:
     controls: dict[str, ControlRecord] = field(default_factory=dict)
     lock: Claim | None = None
+    maps: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> digest -> struct_ops map
+    restored: Restored | None = None
 
     def to_json(self) -> dict:
         document: dict = {"controls": {name: record.to_json() for name, record in self.controls.items()}}
         if self.lock is not None:
             document["lock"] = self.lock.to_json()
+        if self.maps:
+            document["maps"] = {name: dict(by_digest) for name, by_digest in self.maps.items()}
+        if self.restored is not None:
+            document["restored"] = self.restored.to_json()
         return document
 
     @classmethod
     def from_json(cls, document: object) -> HostState:
-        document = _object(document, "record", ("controls", "lock"))
+        document = _object(document, "record", ("controls", "lock", "maps", "restored"))
         controls = _field(document, "controls", "record", _OBJECT, {})
         lock = _field(document, "lock", "record", _OBJECT, None, nullable=True)
+        restored = _field(document, "restored", "record", _OBJECT, None, nullable=True)
         for name in controls:
             # Names become paths under the pins' root: the same check as a request's (protocol.py).
             if not protocol.CONTROL_NAME.match(name):
                 raise _Malformed(f"record.controls has {_shown(name)}, not a congestion-control name")
         return cls(controls={name: ControlRecord.from_json(record, f"record.controls[{name!r}]")
                              for name, record in controls.items()},
-                   lock=None if lock is None else Claim.from_json(lock, "record.lock"))
+                   lock=None if lock is None else Claim.from_json(lock, "record.lock"),
+                   maps=_maps(_field(document, "maps", "record", _OBJECT, {})),
+                   restored=None if restored is None else Restored.from_json(restored, "record.restored"))
+
+
+def _maps(document: dict) -> dict[str, dict[str, str]]:
+    maps = {}
+    for name, by_digest in document.items():
+        where = f"record.maps[{name!r}]"
+        if not protocol.CONTROL_NAME.match(name) or not isinstance(by_digest, dict) \
+                or not all(isinstance(key, str) and protocol.DIGEST.match(key) and isinstance(value, str)
+                           and protocol.MAP_NAME.match(value) for key, value in by_digest.items()):
+            raise _Malformed(f"{where} is not a control's digests with their struct_ops maps")
+        maps[name] = dict(by_digest)
+    return maps
 
 
 def load(state_dir: str) -> HostState:
@@ -160,7 +210,7 @@ def save(state_dir: str, state: HostState) -> None:
 _LEFT_ALONE = ("; nothing was changed (it names what ccrollout changed here: undo that by hand "
                "before moving the file aside)")
 _CONTROL_FIELDS = ("digests", "digest", "previous_default", "since", "default", "routes", "link_id",
-                   "previous_ecn", "allowed_added")
+                   "previous_ecn", "allowed_added", "persist")
 
 
 class _Malformed(Exception):

@@ -28,6 +28,9 @@ def write_client_files(paths: LabPaths, subnet, names) -> None:
     inventory += ["", "[lab:vars]", "ansible_user=root", f"ansible_port={SSH_PORT}",
                   f"ansible_ssh_private_key_file={paths.key}",
                   "ansible_python_interpreter=/usr/bin/python3",
-                  f"ccrollout_known_hosts={paths.known_hosts}"]
+                  f"ccrollout_known_hosts={paths.known_hosts}",
+                  # The lab's hosts are namespaces of this machine: a boot unit written from
+                  # one would be the machine's own, so none is (restore by hand: see README).
+                  "ccrollout_boot_unit=false"]
     write_atomically(paths.ssh_config, "\n".join(config) + "\n", mode=0o644)
     write_atomically(paths.inventory, "\n".join(inventory) + "\n", mode=0o644)

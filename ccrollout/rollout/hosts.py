@@ -6,12 +6,28 @@ so a rollout never holds the whole fleet's connections at once.
 """
 
 from .. import fleet
+from ..errors import InvalidInput
 from ..host import protocol
 from ..status import HostStatus
 from . import canary, controls, judge
 from .reports import HostReport
 
 SENT, RETRANSMITTED = "OutSegs", "RetransSegs"
+BOOT_UNIT_VAR = "ccrollout_boot_unit"
+
+
+def boot_unit_choice(name: str, host_vars: dict) -> str:
+    """The host's ccrollout_boot_unit as the protocol says it: auto (the default), yes or no;
+    Ansible's spellings of true and false are accepted."""
+    value = host_vars.get(BOOT_UNIT_VAR, "auto")
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("true", "yes", "on", "1"):
+        return "yes"
+    if text in ("false", "no", "off", "0"):
+        return "no"
+    raise InvalidInput(f"{name}: {BOOT_UNIT_VAR} must be auto, true or false, not {value!r}")
 
 
 class HostsInPlay:
@@ -22,6 +38,7 @@ class HostsInPlay:
         inventory_hosts = list(inventory_hosts)
         self.targets = {host.name: fleet.Target.from_vars(host.name, host.vars) for host in inventory_hosts}
         self.group_of = {host.name: controls.group_key(host.groups) for host in inventory_hosts}
+        self.boot_unit = {host.name: boot_unit_choice(host.name, host.vars) for host in inventory_hosts}
         self.forks, self.progress, self.timeouts = forks, progress, timeouts
         # How a session is made: over SSH, or in-process for tests and simulations.
         self._connect = connect or (lambda target: fleet.Session(target, timeouts))

@@ -67,7 +67,7 @@ class Runner(Rollbacks):
 
     def build_control(self, rollout) -> build.BuiltObject:
         algorithm = rollout.algorithm
-        built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags))
+        built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags), algorithm.root)
         self.progress(f"built {built.name} {built.digest[:12]}{' (cached)' if built.cached else ''}")
         return built
 

@@ -147,10 +147,11 @@ class StageRun:
         def actions_for(name: str) -> list[dict]:
             has_object = built.digest in runner.facts.get(name, {}).get("objects", [])
             return [protocol.action("install", name=built.name, digest=built.digest,
-                                    object=None if has_object else encoded),
+                                    object=None if has_object else encoded, map=built.map_name),
                     protocol.action("activate", name=built.name, digest=built.digest,
                                     default=rollout.scope.default, routes=list(rollout.scope.routes),
-                                    ecn=rollout.algorithm.ecn)]
+                                    ecn=rollout.algorithm.ecn, persist=rollout.persist),
+                    protocol.action("persist", boot_unit=runner.boot_unit[name])]
 
         def change_one(session):
             answers = session.call(actions_for(session.target.name))
@@ -166,7 +167,10 @@ class StageRun:
                 runner.journal.mark(change_ids[name], ChangeState.FAILED)
                 first_error = first_error or error
                 continue
-            installed, activated = outcome.answers
+            installed, activated, persisted = outcome.answers
+            if persisted.changed and (persisted.unit or persisted.note):
+                runner.progress(f"  {name}: " + (f"restored at boot by {', '.join(persisted.unit)}"
+                                                 if persisted.unit else persisted.note))
             if installed.replaced:
                 runner.progress(f"  {name}: {built.name} upgraded in place from {installed.replaced[:12]}"
                                 f" (link {installed.link['link_id']} kept)")

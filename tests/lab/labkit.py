@@ -115,7 +115,8 @@ while time.monotonic() < end:
     if time.monotonic() - reported >= 0.2:
         info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
         acked = struct.unpack_from("<Q", info, 120)[0]
-        print(json.dumps({"time": time.time(), "acked": acked, "control": control}), flush=True)
+        print(json.dumps({"time": time.time(), "acked": acked, "control": control,
+                          "port": sock.getsockname()[1]}), flush=True)
         reported = time.monotonic()
 sock.close()
 """
@@ -153,3 +154,25 @@ class LongSender:
                 self.process.kill()
                 self.process.wait()
             self.reader.join(timeout=5)
+
+
+# What `ss -ti` prints before the control's name: the connection's TCP options.
+SS_OPTION_WORDS = {"ts", "sack", "ecn", "ecnseen", "fastopen", "cong"}
+
+
+def ss_congestion(host: str, seconds: float = 3.0) -> str:
+    """The control `ss -ti` (in HOST's namespace) shows for a new connection from HOST to the
+    sink: an observer's view, apart from what the socket itself says."""
+    sender = LongSender(host, seconds)
+    try:
+        deadline = time.monotonic() + seconds
+        while not sender.reports and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sender.reports, f"no connection from {host} to the sink"
+        shown = subprocess.run(["ip", "netns", "exec", host, "ss", "-tinoH", "state", "established",
+                                "sport", "=", f":{sender.reports[0]['port']}"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+        assert len(shown) >= 2, f"ss did not show the connection: {shown}"
+        return next(token for token in shown[1].split() if ":" not in token and token not in SS_OPTION_WORDS)
+    finally:
+        sender.finish(wait=False)

@@ -407,6 +407,7 @@ def test_example_inventory_in_the_repository():
     assert names(inventory.select("prod:!db:!canary")) == [  # ansible-core 2.19
         "web02.example.com", "web03.example.com", "web04.example.com", "web05.example.com"]
     assert inventory.hosts["web05.example.com"].vars["ansible_port"] == 2222
+    assert inventory.hosts["lab2"].vars["ccrollout_boot_unit"] == "false"  # [group:vars] are strings
 
 
 # -- property tests: whatever the text, an Inventory or InvalidInput, never a traceback -----------

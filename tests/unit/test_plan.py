@@ -106,6 +106,22 @@ def test_defaults_come_from_the_schema(tree):
     assert rollout.health_source == "sockets" and rollout.control is None
     assert rollout.on_failure == "rollback"
     assert plan.algorithms["ccr_reno"].cflags == ()
+    assert rollout.persist is True  # hosts restore the control at boot unless the plan says not
+    assert plan.algorithms["ccr_reno"].root == tree  # what its source may include from
+
+
+def test_a_rollout_may_opt_out_of_the_restore_at_boot(tree):
+    plan = load_plan(write_plan(tree, """
+        algorithms: [{name: ccr_reno, source: ../bpf/ccr_reno.bpf.c}]
+        rollouts:
+          - {name: r, algorithm: ccr_reno, hosts: all, stages: ["100%"], bake: 1m, persist: false}
+    """))
+    assert plan.rollouts[0].persist is False
+    assert any("persist: expected true or false" in line for line in errors_of(write_plan(tree, """
+        algorithms: [{name: ccr_reno, source: ../bpf/ccr_reno.bpf.c}]
+        rollouts:
+          - {name: r, algorithm: ccr_reno, hosts: all, stages: ["100%"], bake: 1m, persist: sometimes}
+    """, "bad.yaml")))
 
 
 @pytest.mark.parametrize("name", ["lab-reno.yaml", "lab-broken.yaml"])

@@ -61,7 +61,7 @@ def test_the_controller_builds_only_what_the_host_accepts():
         protocol.action("deactivate", name="../x")
     built = protocol.action("activate", name="ccr_reno", digest="0" * 64)
     assert protocol.parse_action(built)[1] == {"name": "ccr_reno", "digest": "0" * 64, "default": True,
-                                               "routes": [], "ecn": False}
+                                               "routes": [], "ecn": False, "persist": True}
 
 
 def test_every_operation_has_a_handler_and_an_answer_shape():
