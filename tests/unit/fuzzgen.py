@@ -265,7 +265,8 @@ _json = st.recursive(_json_scalars, lambda inner: st.one_of(
 _PLAUSIBLE_FIELDS = {
     "name": "ccr_fuzz", "digest": "ab" * 32, "object": "AAAA", "default": True, "routes": ["10.0.0.0/8", "::/0"],
     "ecn": False, "restore": "cubic", "rollout": "20250101-000000-abcdef", "controller": "host:1", "lease": 60.0,
-    "lifetime": 60, "source": "trace", "seconds": 1.0, "interval": 0.5, "top": 100, "tracer": True}
+    "lifetime": 60, "source": "trace", "seconds": 1.0, "interval": 0.5, "top": 100, "tracer": True,
+    "map": "ccr_fuzz", "persist": False, "boot_unit": "no", "phase": "all"}
 
 
 @st.composite
