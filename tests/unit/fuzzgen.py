@@ -248,7 +248,7 @@ def _damage_by_sql(path, kind: str, arguments: list) -> None:
                 db.execute("CREATE TABLE IF NOT EXISTS recipes (name TEXT)")
         finally:
             db.close()
-    except sqlite3.Error:
+    except (sqlite3.Error, UnicodeDecodeError):
         pass  # already too damaged for SQL: the damage stands as it is
 
 

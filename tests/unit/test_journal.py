@@ -219,3 +219,15 @@ def test_text_that_is_not_utf8_is_damage_not_a_crash(tmp_path):
     journal._db.execute("UPDATE rollouts SET plan = CAST(X'2f80' AS TEXT)")
     with pytest.raises(JournalError, match="holds text that is not UTF-8"):
         journal.rollouts()
+
+
+@pytest.mark.parametrize("access", list(Access))
+def test_a_schema_that_is_not_utf8_is_damage_not_a_crash(tmp_path, access):
+    path = tmp_path / "journal.sqlite"
+    Journal(path).close()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"CREATE TABLE changes") + len("CREATE TABLE ")
+    data[at:at + 6] = b"\x00\x00\x00\x00\x00\x80"  # as a fuzzed overwrite left it
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match="not UTF-8"):
+        Journal(path, access).rollouts()
