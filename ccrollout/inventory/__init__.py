@@ -40,7 +40,7 @@ from typing import Any
 from ccrollout.diagnostics import Diagnostics
 
 from .builder import InventoryBuilder
-from .model import Group, Host, Inventory
+from .model import Group, Host, Inventory, Origin
 from .patterns import expand_host_range, split_host_pattern
 from .sources import read_sources
 from .vars import VarsFiles, group_own_variables, host_variables, sort_groups
@@ -49,6 +49,7 @@ __all__ = [
     "Host",
     "Group",
     "Inventory",
+    "Origin",
     "load_inventory",
     "expand_host_range",
     "split_host_pattern",
@@ -83,7 +84,7 @@ def _freeze(builder: InventoryBuilder, files: VarsFiles, sources: list[str]) -> 
         member_of = builder.host_groups(name) | {"all"}
         merge_order = sort_groups(builder, depths, (g for g in member_of if g != "all"))
         merged, host_own[name] = host_variables(builder, files, name, merge_order)
-        hosts[name] = Host(name, merged, tuple(sorted(member_of, key=order.__getitem__)))
+        hosts[name] = Host(name, merged.vars, tuple(sorted(member_of, key=order.__getitem__)), merged.origins)
     group_own = {name: group_own_variables(builder, files, name) for name in builder.groups}
     groups = {
         name: Group(name, dict(data.vars), tuple(data.hosts), tuple(data.children), tuple(data.parents),

@@ -16,6 +16,7 @@ from ccrollout.diagnostics import Diagnostics
 
 from .builder import InventoryBuilder
 from .ini import read_ini_inventory
+from .model import Origin
 from .patterns import parse_host_and_port
 from .yaml import YAML_EXTENSIONS, is_yaml_mapping, read_yaml_inventory
 
@@ -69,7 +70,7 @@ class _SourceReader:
             except ValueError as exc:
                 self.error(source, 0, str(exc))
                 continue
-            self.builder.add_hosts(names, "ungrouped", port)
+            self.builder.add_hosts(names, "ungrouped", port, origins={"": Origin(source)})
 
     def read_directory(self, directory: Path) -> None:
         for entry in sorted(os.listdir(directory)):

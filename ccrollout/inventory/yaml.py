@@ -19,6 +19,7 @@ from ccrollout.diagnostics import (
 )
 
 from .builder import InventoryBuilder
+from .model import Origin
 from .patterns import parse_host_and_port
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
@@ -76,6 +77,9 @@ class _YamlGroups:
         line, column = self.document.mark(at, key=key)
         self.diagnostics.add(self.file, line, column, f"{format_doc_path(at)}: {message}")
 
+    def origin(self, at: tuple, key: bool = False) -> Origin:
+        return Origin(self.file, *self.document.mark(at, key=key))
+
     def read_group(self, name: Any, data: Any, path: tuple) -> str | None:
         """Add the group at ``path`` and what it holds; its name, or None if it is not a group."""
         if not isinstance(name, str) or not name:
@@ -112,7 +116,7 @@ class _YamlGroups:
     def _read_variables(self, group: str, variables: dict, path: tuple) -> None:
         for name, value in variables.items():
             try:
-                self.builder.set_group_variable(group, name, value)
+                self.builder.set_group_variable(group, name, value, self.origin(path + (name,)))
             except ValueError as exc:
                 self.error(path + (name,), str(exc))
 
@@ -141,4 +145,5 @@ class _YamlGroups:
             except ValueError as exc:
                 self.error(at, str(exc), key=True)
                 continue
-            self.builder.add_hosts(names, group, port, host_vars)
+            origins = {key: self.origin(at + (key,)) for key in host_vars or {}}
+            self.builder.add_hosts(names, group, port, host_vars, {"": self.origin(at, key=True), **origins})
