@@ -131,6 +131,13 @@ def _select_hosts(inventory, pattern: str, limit: str | None):
     return hosts
 
 
+def _reachable(hosts) -> dict:
+    """How each of HOSTS is reached (fleet.Target by name), checked before any host is: every
+    problem is an InvalidInput; each connection variable not honoured is a warning, once."""
+    from .fleet import check_targets
+    return check_targets(hosts, warn=lambda warning: print(f"ccrollout: warning: {warning}", file=sys.stderr))
+
+
 def _timeouts(args):
     from .fleet import Timeouts
     if not 0 < args.timeout <= 3600 or not 0 < args.command_timeout <= 86400:
@@ -168,13 +175,17 @@ def cmd_apply(args) -> int:
     plan = load_plan(args.plan)
     inventory = load_inventory(args.inventory)
     check_plan_against_inventory(plan, inventory)
+    selected = {}
+    for rollout in plan.rollouts:
+        selected[rollout.name] = _select_hosts(inventory, rollout.hosts, args.limit)
+        if not selected[rollout.name]:
+            raise InvalidInput(f"rollout {rollout.name}: no host matches {rollout.hosts!r}"
+                               + (f" within --limit {args.limit!r}" if args.limit else ""))
+    _reachable({host.name: host for hosts in selected.values() for host in hosts}.values())
     journal = _journal(args.journal)
     exit_code = errors.EXIT_OK
     for rollout in plan.rollouts:
-        hosts = _select_hosts(inventory, rollout.hosts, args.limit)
-        if not hosts:
-            raise InvalidInput(f"rollout {rollout.name}: no host matches {rollout.hosts!r}"
-                               + (f" within --limit {args.limit!r}" if args.limit else ""))
+        hosts = selected[rollout.name]
         with _runner(args, hosts, journal, preflight_all=args.preflight == "all") as runner:
             result = runner.check(rollout, args.diff) if args.check else runner.apply(str(plan.path), rollout)
         _report(args, result)
@@ -187,6 +198,7 @@ def cmd_apply(args) -> int:
 def cmd_rollback(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
+    _reachable(_select_hosts(inventory, "all", args.limit))
     journal = _journal(args.journal)
     if args.from_hosts:
         if args.rollout:
@@ -250,6 +262,7 @@ def cmd_resume(args) -> int:
     if rollout is None:
         raise InvalidInput(f"{recorded['plan']} no longer has a rollout named {recorded['rollout']!r}")
     hosts = _select_hosts(load_inventory(args.inventory), rollout.hosts, args.limit)
+    _reachable(hosts)
     with _runner(args, hosts, journal) as runner:
         result = runner.resume(recorded["id"], rollout)
     _report(args, result)
@@ -268,7 +281,9 @@ def cmd_check(args) -> int:
     from .plan import check_plan_against_inventory, load_plan
     plan = load_plan(args.plan)
     if args.inventory:
-        check_plan_against_inventory(plan, load_inventory(args.inventory))
+        inventory = load_inventory(args.inventory)
+        _reachable(inventory.hosts.values())
+        check_plan_against_inventory(plan, inventory)
     print(f"{args.plan}: ok ({len(plan.rollouts)} rollouts, {len(plan.algorithms)} algorithms)")
     return errors.EXIT_OK
 
@@ -282,7 +297,7 @@ def _call_each(args, actions: list[dict], on_progress=None) -> dict:
     if args.forks < 1:
         raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
     timeouts = _timeouts(args)
-    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars), timeouts) for host in hosts}
+    sessions = {name: fleet.connect(target, timeouts) for name, target in _reachable(hosts).items()}
     try:
         def call(session):
             report = on_progress and (lambda progress: on_progress(session.target.name, progress))
@@ -383,6 +398,7 @@ def cmd_trace(args) -> int:
 def cmd_inventory(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
+    _reachable(inventory.hosts.values())
     if args.list:
         if args.limit:
             raise InvalidInput("--limit goes with --hosts, not --list")
