@@ -333,7 +333,7 @@ def cmd_facts(args) -> int:
             print(f"  manages {control} {(managed['digest'] or '?')[:12]}: link {managed['link_id']}, "
                   f"{len(managed['users'])} namespaces on this kernel use it")
         for route in facts.get("routes", []):
-            print(f"  route {route}")
+            print(f"  route {route['prefix']} dev {route['dev']} table {route['table']}: congctl {route['congctl']}")
         for problem in facts.get("problems", []):
             print(f"  cannot take a BPF control: {problem}")
         if "tracer" in facts:
