@@ -16,6 +16,8 @@ that works with ``ansible -i`` selects the same hosts here:
   ``NAME.json`` (the first that exists), or a directory ``NAME/`` of such files.
 - several sources, a directory of inventory files, ``"a,b,"`` host lists.
 - implicit groups ``all`` and ``ungrouped``.
+- executable inventory scripts and inventory plugin configurations (``plugin:``),
+  through ``ansible-inventory --list --export`` where Ansible is installed.
 
 Variables merge as Ansible's defaults do (later wins, top-level keys replaced):
 inventory ``all`` vars < inventory group vars (by depth, ``ansible_group_priority``,
@@ -24,11 +26,10 @@ vars < ``host_vars/HOST``.
 
 Deliberately stricter than Ansible, because a typo here puts a change on the
 wrong hosts: unknown keys in YAML groups, duplicate YAML keys and non-mapping
-group or host entries are errors, not warnings; executable inventory scripts and
-inventory plugin configs are not run; there is no implicit ``localhost``.
+group or host entries are errors, not warnings; there is no implicit ``localhost``.
 
 Laid out as ansible-core's own: ``sources`` reads each ``-i`` source into the
-``builder`` through ``ini`` or ``yaml``; ``vars`` reads group_vars/host_vars and
+``builder`` through ``ini`` or ``yaml`` (or ``ansible``, Ansible's own reader); ``vars`` reads group_vars/host_vars and
 merges; ``model`` is the loaded Inventory, which ``patterns`` select from.
 """
 

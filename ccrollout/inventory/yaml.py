@@ -46,6 +46,15 @@ def is_yaml_mapping(text: str) -> bool:
         return False
 
 
+def plugin_of(text: str):
+    """The ``plugin`` of an inventory plugin configuration (a YAML mapping naming one), or None."""
+    try:
+        data = load_marked_yaml(text).data
+    except YAMLSyntaxError:
+        return None
+    return data.get("plugin") if isinstance(data, dict) else None
+
+
 def read_yaml_inventory(builder: InventoryBuilder, diagnostics: Diagnostics, file: str, text: str) -> None:
     """Add a YAML file's groups and hosts to ``builder``; report its errors to ``diagnostics``."""
     document = load_yaml_document(diagnostics, file, text)
