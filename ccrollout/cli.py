@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     up = lab_commands.add_parser("up", help="create (or complete) the lab")
     up.add_argument("--hosts", type=int, default=3)
+    up.add_argument("--behind-jump", action="append", default=[], metavar="HOST",
+                    help="a host (lab2...) that refuses SSH from this machine: reached through lab1 only")
     lab_commands.add_parser("down", help="remove every trace of the lab")
     lab_commands.add_parser("status", help="what of the lab is up")
     lab_commands.add_parser("inventory", help="print the path of the lab's inventory")
@@ -460,7 +462,7 @@ def cmd_history(args) -> int:
 def cmd_lab(args) -> int:
     from . import lab
     if args.lab_command == "up":
-        print(lab.up(hosts=args.hosts))
+        print(lab.up(hosts=args.hosts, behind_jump=args.behind_jump))
     elif args.lab_command == "down":
         lab.down()
     elif args.lab_command == "status":
