@@ -18,6 +18,7 @@ line, and it compares only the first key of a type.
 from __future__ import annotations
 
 import functools
+import getpass
 import hmac
 import os
 import re
@@ -46,7 +47,13 @@ def known_hosts_files(ssh_config: dict, user_files=None, global_files=None, extr
         global_files = shlex.split(ssh_config["globalknownhostsfile"]) if "globalknownhostsfile" in ssh_config \
             else DEFAULT_GLOBAL_FILES
     files = ([extra] if extra else []) + list(user_files) + list(global_files)
-    return list(dict.fromkeys(os.path.expanduser(name) for name in files))
+    return list(dict.fromkeys(_expand(name) for name in files))
+
+
+def _expand(name: str) -> str:
+    """~, and the tokens OpenSSH fills into a known_hosts path that need no host: %d %u %%."""
+    tokens = {"d": os.path.expanduser("~"), "u": getpass.getuser(), "%": "%"}
+    return os.path.expanduser(re.sub(r"%([du%])", lambda match: tokens[match.group(1)], name))
 
 
 @dataclass

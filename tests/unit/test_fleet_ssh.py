@@ -153,6 +153,15 @@ def test_the_known_key_type_is_asked_for_first(home, client_key, servers):
     assert server.logins == ["tester"]
 
 
+def test_the_files_read_are_openssh_s_unless_ssh_config_or_the_inventory_name_others(home):
+    from ccrollout.fleet.hostkeys import known_hosts_files
+    assert known_hosts_files({}) == [f"{home}/.ssh/known_hosts", f"{home}/.ssh/known_hosts2",
+                                     "/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"]
+    assert known_hosts_files({"userknownhostsfile": "%d/a '/b c'", "globalknownhostsfile": "/g"},
+                             extra="~/inventory") == [f"{home}/inventory", f"{home}/a", "/b c", "/g"]
+    assert known_hosts_files({"userknownhostsfile": "/ignored"}, user_files=("/u",), global_files=()) == ["/u"]
+
+
 # -- jump hosts and proxy commands ------------------------------------------------------------
 
 def test_a_jump_host_from_ssh_common_args_is_used_and_its_key_checked(home, client_key, servers):
