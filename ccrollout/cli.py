@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     up = lab_commands.add_parser("up", help="create (or complete) the lab")
     up.add_argument("--hosts", type=int, default=3)
+    up.add_argument("--behind-jump", action="append", default=[], metavar="HOST",
+                    help="a host (lab2...) that refuses SSH from this machine: reached through lab1 only")
     lab_commands.add_parser("down", help="remove every trace of the lab")
     lab_commands.add_parser("status", help="what of the lab is up")
     lab_commands.add_parser("inventory", help="print the path of the lab's inventory")
@@ -139,6 +141,13 @@ def _select_hosts(inventory, pattern: str, limit: str | None):
         allowed = {host.name for host in inventory.select(limit)}
         hosts = [host for host in hosts if host.name in allowed]
     return hosts
+
+
+def _reachable(hosts) -> dict:
+    """How each of HOSTS is reached (fleet.Target by name), checked before any host is: every
+    problem is an InvalidInput; each connection variable not honoured is a warning, once."""
+    from .fleet import check_targets
+    return check_targets(hosts, warn=lambda warning: print(f"ccrollout: warning: {warning}", file=sys.stderr))
 
 
 def _timeouts(args):
@@ -180,13 +189,17 @@ def cmd_apply(args) -> int:
     plan = load_plan(args.plan)
     inventory = load_inventory(args.inventory)
     check_plan_against_inventory(plan, inventory)
+    selected = {}
+    for rollout in plan.rollouts:
+        selected[rollout.name] = _select_hosts(inventory, rollout.hosts, args.limit)
+        if not selected[rollout.name]:
+            raise InvalidInput(f"rollout {rollout.name}: no host matches {rollout.hosts!r}"
+                               + (f" within --limit {args.limit!r}" if args.limit else ""))
+    _reachable({host.name: host for hosts in selected.values() for host in hosts}.values())
     journal = None if args.check else _journal(args.journal, "create")  # check mode records nothing
     exit_code = errors.EXIT_OK
     for rollout in plan.rollouts:
-        hosts = _select_hosts(inventory, rollout.hosts, args.limit)
-        if not hosts:
-            raise InvalidInput(f"rollout {rollout.name}: no host matches {rollout.hosts!r}"
-                               + (f" within --limit {args.limit!r}" if args.limit else ""))
+        hosts = selected[rollout.name]
         with _runner(args, hosts, journal, preflight_all=args.preflight == "all") as runner:
             result = runner.check(rollout, args.diff) if args.check else runner.apply(str(plan.path), rollout)
         _report(args, result)
@@ -199,6 +212,7 @@ def cmd_apply(args) -> int:
 def cmd_rollback(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
+    _reachable(_select_hosts(inventory, "all", args.limit))
     if args.from_hosts:  # the way back when the journal is lost or damaged: it is not opened
         if args.rollout:
             raise UserError("rollback --from-hosts undoes every host's own record; it takes no ROLLOUT",
@@ -263,6 +277,7 @@ def cmd_resume(args) -> int:
     if rollout is None:
         raise InvalidInput(f"{recorded['plan']} no longer has a rollout named {recorded['rollout']!r}")
     hosts = _select_hosts(load_inventory(args.inventory), rollout.hosts, args.limit)
+    _reachable(hosts)
     with _runner(args, hosts, journal) as runner:
         result = runner.resume(recorded["id"], rollout)
     _report(args, result)
@@ -281,7 +296,9 @@ def cmd_check(args) -> int:
     from .plan import check_plan_against_inventory, load_plan
     plan = load_plan(args.plan)
     if args.inventory:
-        check_plan_against_inventory(plan, load_inventory(args.inventory))
+        inventory = load_inventory(args.inventory)
+        _reachable(inventory.hosts.values())
+        check_plan_against_inventory(plan, inventory)
     print(f"{args.plan}: ok ({len(plan.rollouts)} rollouts, {len(plan.algorithms)} algorithms)")
     return errors.EXIT_OK
 
@@ -296,7 +313,7 @@ def _call_each(args, actions: list[dict], on_progress=None, hosts=None) -> dict:
     if args.forks < 1:
         raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
     timeouts = _timeouts(args)
-    sessions = {host.name: fleet.Session(fleet.Target.from_vars(host.name, host.vars), timeouts) for host in hosts}
+    sessions = {name: fleet.connect(target, timeouts) for name, target in _reachable(hosts).items()}
     try:
         def call(session):
             report = on_progress and (lambda progress: on_progress(session.target.name, progress))
@@ -332,7 +349,7 @@ def cmd_facts(args) -> int:
             print(f"  manages {control} {(managed['digest'] or '?')[:12]}: link {managed['link_id']}, "
                   f"{len(managed['users'])} namespaces on this kernel use it")
         for route in facts.get("routes", []):
-            print(f"  route {route}")
+            print(f"  route {route['prefix']} dev {route['dev']} table {route['table']}: congctl {route['congctl']}")
         for problem in facts.get("problems", []):
             print(f"  cannot take a BPF control: {problem}")
         boot = facts.get("boot") or {}
@@ -424,6 +441,7 @@ def cmd_vmlinux(args) -> int:
 def cmd_inventory(args) -> int:
     from .inventory import load_inventory
     inventory = load_inventory(args.inventory)
+    _reachable(inventory.hosts.values())
     if args.list:
         if args.limit:
             raise InvalidInput("--limit goes with --hosts, not --list")
@@ -500,7 +518,7 @@ def cmd_history(args) -> int:
 def cmd_lab(args) -> int:
     from . import lab
     if args.lab_command == "up":
-        print(lab.up(hosts=args.hosts))
+        print(lab.up(hosts=args.hosts, behind_jump=args.behind_jump))
     elif args.lab_command == "down":
         lab.down()
     elif args.lab_command == "status":

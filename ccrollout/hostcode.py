@@ -8,6 +8,7 @@ first time still costs one SSH command, not a file transfer besides.
 
 import hashlib
 import io
+import shlex
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +76,38 @@ runpy.run_module("ccrollout.host", run_name="__main__")
 
 EXIT_MISSING = 75    # the host lacks this version of the host side (or holds a damaged copy)
 EXIT_OLD_PYTHON = 76
+EXIT_NO_PYTHON = 77  # interpreter discovery found no Python 3.8 or newer
+
+# ansible_python_interpreter values that ask the host for its Python, as Ansible's discovery.
+AUTO_PYTHON = ("auto", "auto_silent", "auto_legacy", "auto_legacy_silent")
+PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/libexec/platform-python",
+                     *(f"python3.{minor}" for minor in range(13, 7, -1)), "python3")
+
+
+def discovery_script(candidates=PYTHON_CANDIDATES) -> str:
+    """A POSIX sh script, run as `sh -c SCRIPT sh ARGS...`, that execs the first of CANDIDATES
+    that is Python 3.8 or newer with ARGS: found in the same command that starts the agent,
+    so discovery costs no round trip. None found: exit EXIT_NO_PYTHON, naming those tried."""
+    tried = " ".join(shlex.quote(candidate) for candidate in candidates)
+    return f"""\
+for python in {tried}; do
+  if command -v "$python" >/dev/null 2>&1 &&
+     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 8))' >/dev/null 2>&1; then
+    exec "$python" "$@"
+  fi
+done
+echo "no Python 3.8 or newer on this host (tried {' '.join(candidates)})" >&2
+exit {EXIT_NO_PYTHON}
+"""
+
+
+def agent_command(python: str, remote: str, size: int, digest: str) -> list[str]:
+    """The command that starts the host side: the bootstrap under PYTHON (a path, or one of
+    AUTO_PYTHON to find one), for the zip at REMOTE, SIZE bytes of which follow on stdin."""
+    arguments = ["-c", BOOTSTRAP, remote, str(size), digest]
+    if python in AUTO_PYTHON:
+        return ["sh", "-c", discovery_script(), "sh", *arguments]
+    return [python, *arguments]
 
 
 def remote_name() -> str:

@@ -89,7 +89,7 @@ class Scope:
     """Where a control becomes active on a host."""
 
     default: bool = True
-    routes: tuple[str, ...] = ()  # normalised IPv4 prefixes
+    routes: tuple[str, ...] = ()  # normalised IPv4 and IPv6 prefixes (ipaddress)
 
 
 @dataclass(frozen=True)
@@ -392,12 +392,18 @@ class _PlanReader:
             return
         routes = scope.get("routes", [])
         if isinstance(routes, list):
+            seen: dict[str, int] = {}
             for index, prefix in enumerate(routes):
                 if isinstance(prefix, str) and self.ok(at + ("routes", index)):
                     try:
-                        ipaddress.IPv4Network(prefix, strict=True)
+                        network = str(ipaddress.ip_network(prefix, strict=True))
                     except ValueError as exc:
-                        self.error(at + ("routes", index), f"{prefix!r} is not an IPv4 prefix: {exc}")
+                        self.error(at + ("routes", index), f"{prefix!r} is not an IPv4 or IPv6 prefix: {exc}")
+                        continue
+                    if network in seen:
+                        self.error(at + ("routes", index), f"{prefix!r} is routes[{seen[network]}] again "
+                                                           f"({network})")
+                    seen.setdefault(network, index)
         if scope.get("default") is False and not routes and self.ok(at):
             self.error(at, "a scope with default: false and no routes activates the control nowhere")
 
@@ -462,7 +468,7 @@ class _PlanReader:
                 on_failure=entry.get("on_failure", schema_default("rollout", "on_failure")),
                 pause=entry.get("pause", schema_default("rollout", "pause")),
                 scope=Scope(default=scope.get("default", schema_default("scope", "default")),
-                            routes=tuple(str(ipaddress.IPv4Network(prefix))
+                            routes=tuple(str(ipaddress.ip_network(prefix))
                                          for prefix in scope.get("routes", schema_default("scope", "routes")))),
                 health_source=health["source"],
                 control=None if entry.get("control") is None else _as_stage(entry["control"]),

@@ -7,7 +7,7 @@ import platform
 import shutil
 import subprocess
 
-from . import layout, protocol, state
+from . import layout, protocol, routes, state
 from .errors import ActionError
 from .libbpf import MIN_VERSION, LibbpfError, shared
 
@@ -77,10 +77,9 @@ def tcp_ecn() -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def routes_with_congctl() -> list[str]:
-    """Routes of this namespace (any table) that name their own congestion control."""
-    result = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True)
-    return [line.strip() for line in result.stdout.splitlines() if " congctl " in line]
+def routes_with_congctl() -> list[dict]:
+    """Routes of this namespace (any table, IPv4 and IPv6) that name their own congestion control."""
+    return routes.with_congctl()
 
 
 def _btf_mentions(*names: str) -> dict[str, bool]:

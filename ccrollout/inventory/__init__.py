@@ -16,6 +16,8 @@ that works with ``ansible -i`` selects the same hosts here:
   ``NAME.json`` (the first that exists), or a directory ``NAME/`` of such files.
 - several sources, a directory of inventory files, ``"a,b,"`` host lists.
 - implicit groups ``all`` and ``ungrouped``.
+- executable inventory scripts and inventory plugin configurations (``plugin:``),
+  through ``ansible-inventory --list --export`` where Ansible is installed.
 
 Variables merge as Ansible's defaults do (later wins, top-level keys replaced):
 inventory ``all`` vars < inventory group vars (by depth, ``ansible_group_priority``,
@@ -24,11 +26,10 @@ vars < ``host_vars/HOST``.
 
 Deliberately stricter than Ansible, because a typo here puts a change on the
 wrong hosts: unknown keys in YAML groups, duplicate YAML keys and non-mapping
-group or host entries are errors, not warnings; executable inventory scripts and
-inventory plugin configs are not run; there is no implicit ``localhost``.
+group or host entries are errors, not warnings; there is no implicit ``localhost``.
 
 Laid out as ansible-core's own: ``sources`` reads each ``-i`` source into the
-``builder`` through ``ini`` or ``yaml``; ``vars`` reads group_vars/host_vars and
+``builder`` through ``ini`` or ``yaml`` (or ``ansible``, Ansible's own reader); ``vars`` reads group_vars/host_vars and
 merges; ``model`` is the loaded Inventory, which ``patterns`` select from.
 """
 
@@ -40,7 +41,7 @@ from typing import Any
 from ccrollout.diagnostics import Diagnostics
 
 from .builder import InventoryBuilder
-from .model import Group, Host, Inventory
+from .model import Group, Host, Inventory, Origin
 from .patterns import expand_host_range, split_host_pattern
 from .sources import read_sources
 from .vars import VarsFiles, group_own_variables, host_variables, sort_groups
@@ -49,6 +50,7 @@ __all__ = [
     "Host",
     "Group",
     "Inventory",
+    "Origin",
     "load_inventory",
     "expand_host_range",
     "split_host_pattern",
@@ -83,7 +85,7 @@ def _freeze(builder: InventoryBuilder, files: VarsFiles, sources: list[str]) -> 
         member_of = builder.host_groups(name) | {"all"}
         merge_order = sort_groups(builder, depths, (g for g in member_of if g != "all"))
         merged, host_own[name] = host_variables(builder, files, name, merge_order)
-        hosts[name] = Host(name, merged, tuple(sorted(member_of, key=order.__getitem__)))
+        hosts[name] = Host(name, merged.vars, tuple(sorted(member_of, key=order.__getitem__)), merged.origins)
     group_own = {name: group_own_variables(builder, files, name) for name in builder.groups}
     groups = {
         name: Group(name, dict(data.vars), tuple(data.hosts), tuple(data.children), tuple(data.parents),

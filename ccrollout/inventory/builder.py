@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .model import Origin
+
 
 @dataclass
 class GroupData:
@@ -19,6 +21,7 @@ class GroupData:
     children: list[str] = field(default_factory=list)
     parents: list[str] = field(default_factory=list)
     priority: int = 1
+    origins: dict[str, Origin] = field(default_factory=dict)  # where each of vars was set
 
 
 @dataclass
@@ -26,6 +29,7 @@ class HostData:
     name: str
     vars: dict[str, Any] = field(default_factory=dict)
     groups: dict[str, None] = field(default_factory=dict)  # direct groups, an ordered set
+    origins: dict[str, Origin] = field(default_factory=dict)  # where each of vars was set
 
 
 class InventoryBuilder:
@@ -43,22 +47,28 @@ class InventoryBuilder:
         if name not in self.groups:
             self.groups[name] = GroupData(name)
 
-    def add_host(self, name: str, group: str, port: int | None = None) -> None:
+    def add_host(self, name: str, group: str, port: int | None = None, origin: Origin | None = None) -> None:
+        """Add NAME to GROUP; PORT (from ``host:port``, written at ORIGIN) when first seen."""
         if name not in self.hosts:
             self.hosts[name] = HostData(name)
             if port is not None:
                 self.hosts[name].vars["ansible_port"] = port
+                if origin is not None:
+                    self.hosts[name].origins["ansible_port"] = origin
         self.groups[group].hosts[name] = None
         self.hosts[name].groups[group] = None
 
     def add_hosts(self, names: list[str], group: str, port: int | None = None,
-                  variables: dict[str, Any] | None = None) -> None:
-        """Hosts of one inventory entry (a range gives several), each with the entry's variables."""
+                  variables: dict[str, Any] | None = None, origins: dict[str, Origin] | None = None) -> None:
+        """Hosts of one inventory entry (a range gives several), each with the entry's variables;
+        ORIGINS says where each variable was written ("" is where the entry itself was)."""
+        origins = origins or {}
         for name in names:
-            self.add_host(name, group, port)
+            self.add_host(name, group, port, origins.get(""))
             self.hosts[name].vars.update(variables or {})
+            self.hosts[name].origins.update({key: origins[key] for key in variables or {} if key in origins})
 
-    def set_group_variable(self, group: str, key: str, value: Any) -> None:
+    def set_group_variable(self, group: str, key: str, value: Any, origin: Origin | None = None) -> None:
         # As Ansible: the priority orders groups of equal depth when merging, and is not a variable.
         if key == "ansible_group_priority":
             try:
@@ -67,6 +77,8 @@ class InventoryBuilder:
                 raise ValueError(f"ansible_group_priority must be a whole number, got {value!r}") from None
         else:
             self.groups[group].vars[key] = value
+            if origin is not None:
+                self.groups[group].origins[key] = origin
 
     def add_child(self, parent: str, child: str) -> None:
         """Make ``child`` a child group of ``parent``. ValueError for a loop."""

@@ -17,6 +17,7 @@ from typing import Any
 from ccrollout.diagnostics import Diagnostics, did_you_mean
 
 from .builder import InventoryBuilder
+from .model import Origin
 from .patterns import parse_host_and_port
 
 _SECTION_RE = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?$")
@@ -69,9 +70,9 @@ class _IniReader:
             raise ValueError(f"invalid section header {line!r}: a group name has no spaces, "
                              f"':' or ']', and the only section types are :children and :vars")
         elif self.state == "hosts":
-            self._host_line(line)
+            self._host_line(line, number)
         elif self.state == "vars":
-            self._variable_line(line)
+            self._variable_line(line, number)
         elif self.state == "children":
             self._child_line(line, number)
 
@@ -110,7 +111,7 @@ class _IniReader:
                         and parent not in waiting:
                     waiting.append(parent)
 
-    def _host_line(self, line: str) -> None:
+    def _host_line(self, line: str, number: int) -> None:
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError as exc:
@@ -124,15 +125,16 @@ class _IniReader:
             if not equals or not key:
                 raise ValueError(f"expected key=value after host {tokens[0]!r}, got {token!r}")
             variables[key] = _parse_ini_value(value)
-        self.builder.add_hosts(names, self.group, port, variables)
+        origin = Origin(self.file, number)
+        self.builder.add_hosts(names, self.group, port, variables, {"": origin, **dict.fromkeys(variables, origin)})
 
-    def _variable_line(self, line: str) -> None:
+    def _variable_line(self, line: str, number: int) -> None:
         if "=" not in line:
             raise ValueError(f"expected key=value in [{self.group}:vars], got {line!r}")
         key, value = (part.strip() for part in line.split("=", 1))
         if not key:
             raise ValueError(f"expected key=value in [{self.group}:vars], got {line!r}")
-        self.builder.set_group_variable(self.group, key, _parse_ini_value(value))
+        self.builder.set_group_variable(self.group, key, _parse_ini_value(value), Origin(self.file, number))
 
     def _child_line(self, line: str, number: int) -> None:
         match = _GROUP_NAME_RE.match(line)

@@ -11,17 +11,33 @@ from .patterns import apply_subscript, match_names, order_terms, split_host_patt
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where a variable was set: a file, and its 1-based line and column (0 when unknown)."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line and self.column:
+            return f"{self.file}:{self.line}:{self.column}"
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
 class Host:
     """One inventory host.
 
     ``vars`` is the fully merged variable dict (group and host variables, files
     included); ``groups`` every group the host belongs to, directly or through a
-    child group, in inventory order, ``all`` first.
+    child group, in inventory order, ``all`` first; ``origins`` where each of
+    ``vars`` was set (the one that won the merge), for messages.
     """
 
     name: str
     vars: dict[str, Any] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
+    origins: dict[str, Origin] = field(default_factory=dict, compare=False, repr=False)
 
     def __hash__(self) -> int:
         return hash(self.name)

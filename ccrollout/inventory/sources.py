@@ -2,7 +2,8 @@
 
 A file is YAML by its extension (``.yml``, ``.yaml``, ``.json``); an extension-less
 file is tried as YAML first, as Ansible's plugin order does, and anything else is INI.
-Executable inventory scripts are refused rather than run.
+Executable inventory scripts and inventory plugin configurations are read through Ansible's
+own ansible-inventory (ansible.py), where it is installed.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from ccrollout.diagnostics import Diagnostics
 from ccrollout.localfiles import INVENTORY_LIMIT, UnreadableFile, read_regular_text, walk_files
 
 from .builder import InventoryBuilder
+from .ansible import needs_ansible, read_with_ansible
 from .ini import read_ini_inventory
+from .model import Origin
 from .patterns import parse_host_and_port
-from .yaml import YAML_EXTENSIONS, is_yaml_mapping, read_yaml_inventory
+from .yaml import YAML_EXTENSIONS, is_yaml_mapping, plugin_of, read_yaml_inventory
 
 # Names skipped when a directory is an inventory source (Ansible's INVENTORY_IGNORE_*).
 _IGNORED_NAMES = re.compile(r"^\.|^host_vars$|^group_vars$|^vars_plugins$")
@@ -77,7 +80,7 @@ class _SourceReader:
             except ValueError as exc:
                 self.error(source, 0, str(exc))
                 continue
-            self.builder.add_hosts(names, "ungrouped", port)
+            self.builder.add_hosts(names, "ungrouped", port, origins={"": Origin(source)})
 
     def read_directory(self, directory: Path) -> None:
         def wanted(path: Path, is_directory: bool) -> bool:
@@ -98,11 +101,11 @@ class _SourceReader:
         except UnreadableFile as exc:
             self.error(file, 0, f"inventory file {exc}")
             return
-        if text.startswith("#!") and os.access(path, os.X_OK):
-            self.error(file, 1, "executable inventory scripts are not supported; "
-                                "write the inventory as an INI or YAML file")
-            return
         suffix = path.suffix.lower()
+        kind = needs_ansible(path, text, plugin_of(text) if suffix in (".yml", ".yaml") else None)
+        if kind:
+            read_with_ansible(self.builder, self.diagnostics, file, kind)
+            return
         if suffix in YAML_EXTENSIONS or (not suffix and is_yaml_mapping(text)):
             read_yaml_inventory(self.builder, self.diagnostics, file, text)
         else:

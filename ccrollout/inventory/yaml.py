@@ -19,6 +19,7 @@ from ccrollout.diagnostics import (
 )
 
 from .builder import InventoryBuilder
+from .model import Origin
 from .patterns import parse_host_and_port
 
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
@@ -43,6 +44,15 @@ def is_yaml_mapping(text: str) -> bool:
         return isinstance(load_marked_yaml(text).data, dict)
     except YAMLSyntaxError:
         return False
+
+
+def plugin_of(text: str):
+    """The ``plugin`` of an inventory plugin configuration (a YAML mapping naming one), or None."""
+    try:
+        data = load_marked_yaml(text).data
+    except YAMLSyntaxError:
+        return None
+    return data.get("plugin") if isinstance(data, dict) else None
 
 
 def read_yaml_inventory(builder: InventoryBuilder, diagnostics: Diagnostics, file: str, text: str) -> None:
@@ -75,6 +85,9 @@ class _YamlGroups:
     def error(self, at: tuple, message: str, key: bool = False) -> None:
         line, column = self.document.mark(at, key=key)
         self.diagnostics.add(self.file, line, column, f"{format_doc_path(at)}: {message}")
+
+    def origin(self, at: tuple, key: bool = False) -> Origin:
+        return Origin(self.file, *self.document.mark(at, key=key))
 
     def read_group(self, name: Any, data: Any, path: tuple) -> str | None:
         """Add the group at ``path`` and what it holds; its name, or None if it is not a group."""
@@ -112,7 +125,7 @@ class _YamlGroups:
     def _read_variables(self, group: str, variables: dict, path: tuple) -> None:
         for name, value in variables.items():
             try:
-                self.builder.set_group_variable(group, name, value)
+                self.builder.set_group_variable(group, name, value, self.origin(path + (name,)))
             except ValueError as exc:
                 self.error(path + (name,), str(exc))
 
@@ -141,4 +154,5 @@ class _YamlGroups:
             except ValueError as exc:
                 self.error(at, str(exc), key=True)
                 continue
-            self.builder.add_hosts(names, group, port, host_vars)
+            origins = {key: self.origin(at + (key,)) for key in host_vars or {}}
+            self.builder.add_hosts(names, group, port, host_vars, {"": self.origin(at, key=True), **origins})

@@ -8,6 +8,16 @@ Layout (all on one kernel, so the lab behaves like containers on one node)::
     namespace "lab1": eth0 10.199.0.11 ── veth ── vlab1 (on the bridge)
     namespace "lab2": eth0 10.199.0.12 ── veth ── vlab2 ...
 
+Every one of them also has an IPv6 address in the lab's unique local /64 (fd63:6372:6c61::/64,
+or ``$CCROLLOUT_LAB_SUBNET6``) at the same offset: ::1 the hub, ::b lab1 (0x0b = 11), ::fe the
+controller. ``lab down`` takes them away with the namespaces and the controller's veth.
+
+A host may be put *behind the jump host* (``up(behind_jump=["lab3"])``): an nftables table in
+its own namespace drops SSH from the controller's addresses, and lab1's sshd may forward SSH
+to it (``AllowTcpForwarding local``, ``PermitOpen`` its address only). The inventory reaches
+it with ``-o ProxyCommand="ssh -F <lab dir>/ssh_config -W %h:%p lab1"``, the ssh_config with
+``ProxyJump lab1``.
+
 Each host runs ``/usr/sbin/sshd`` in its namespace, listening only on its own address, port 22,
 with its own ed25519 host key. ``ip netns exec`` gives a process a fresh /sys, so /sys/fs/bpf
 would be empty and private per host; instead one bpffs is mounted at ``<lab dir>/bpffs`` and
@@ -24,7 +34,7 @@ Dropped on the receiving side, it is a real loss and shows up in TcpRetransSegs.
 
 Python API (everything needs root; user errors raise ``LabFailed``)::
 
-    up(hosts=3) -> str              create or repair the lab with exactly lab1..labN; inventory path
+    up(hosts=3, behind_jump=()) -> str   create or repair the lab with exactly lab1..labN; inventory path
     down() -> None                  remove every trace of the lab
     status() -> dict                what is up
     inventory_path() -> str         where the Ansible INI inventory is (exists while the lab is up)
@@ -51,8 +61,8 @@ processes), ``netns`` (namespaces, veths, the hub's bridge, addresses), ``sshd``
 from ccrollout.errors import LabFailed
 from ccrollout.lab.base import DEFAULT_LAB_DIR, lab_dir
 from ccrollout.lab.netns import (
-    BRIDGE, DEFAULT_SUBNET, HOST_DEFAULT_CONGESTION, HOST_IFACE, HOST_OFFSET, HUB_NS, HUB_OFFSET,
-    HUB_ROOT_VETH, ROOT_OFFSET, ROOT_VETH)
+    BRIDGE, DEFAULT_SUBNET, DEFAULT_SUBNET6, HOST_DEFAULT_CONGESTION, HOST_IFACE, HOST_OFFSET, HUB_NS,
+    HUB_OFFSET, HUB_ROOT_VETH, JUMP_HOST, ROOT_OFFSET, ROOT_VETH, lab_subnet6)
 from ccrollout.lab.sshd import SSH_PORT, SSHD, SSHD_PRIVSEP_DIR
 from ccrollout.lab.traffic import (
     LABTRAFFIC, TRAFFIC_PORT, run_transfer, traffic_start, traffic_stop, transfer)
@@ -63,9 +73,9 @@ from ccrollout.lab.inventory import inventory_path
 from ccrollout.lab.lifecycle import DEFAULT_HOSTS, MAX_HOSTS, down, leftovers, status, up
 
 __all__ = [
-    "BRIDGE", "DEFAULT_HOSTS", "DEFAULT_LAB_DIR", "DEFAULT_RATE", "DEFAULT_SUBNET",
+    "BRIDGE", "DEFAULT_HOSTS", "DEFAULT_LAB_DIR", "DEFAULT_RATE", "DEFAULT_SUBNET", "DEFAULT_SUBNET6",
     "HOST_DEFAULT_CONGESTION", "HOST_IFACE", "HOST_OFFSET", "HUB_NS", "HUB_OFFSET",
-    "HUB_ROOT_VETH", "LABTRAFFIC", "LabFailed", "MAX_HOSTS", "NFT_TABLE", "PROBABILITY_SCALE",
+    "HUB_ROOT_VETH", "JUMP_HOST", "LABTRAFFIC", "LabFailed", "lab_subnet6", "MAX_HOSTS", "NFT_TABLE", "PROBABILITY_SCALE",
     "ROOT_OFFSET", "ROOT_VETH", "SSHD", "SSHD_PRIVSEP_DIR", "SSH_PORT", "TBF_BURST",
     "TBF_LIMIT_BYTES", "TRAFFIC_PORT", "down", "impair", "inventory_path", "lab_dir",
     "leftovers", "parse_fraction", "parse_rate", "run_transfer", "status", "traffic_start",

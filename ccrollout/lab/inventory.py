@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ccrollout.host.osutil import write_atomically
 from ccrollout.lab.base import LabPaths, lab_dir
-from ccrollout.lab.netns import host_address, host_index
+from ccrollout.lab.netns import JUMP_HOST, host_address, host_index
 from ccrollout.lab.sshd import SSH_PORT
 
 
@@ -14,13 +14,19 @@ def inventory_path() -> str:
     return str(LabPaths(lab_dir()).inventory)
 
 
-def write_client_files(paths: LabPaths, subnet, names) -> None:
+def write_client_files(paths: LabPaths, subnet, names, behind_jump=()) -> None:
+    """A host behind the jump host is reached through it: ProxyJump in ssh_config, and in the
+    inventory a ProxyCommand running ssh with that config (so it needs nothing in ~/.ssh)."""
     config, inventory = [], ["[lab]"]
     for name in names:
         address = host_address(subnet, host_index(name))
         config += [f"Host {name} {address}", f"    HostName {address}"]
-        inventory.append(f"{name} ansible_host={address} "
-                         f"ccrollout_state_dir={paths.state_dir(name)}")
+        line = f"{name} ansible_host={address} ccrollout_state_dir={paths.state_dir(name)}"
+        if name in behind_jump:
+            config.append(f"    ProxyJump {JUMP_HOST}")
+            proxy = f"ssh -F {paths.ssh_config} -W %h:%p {JUMP_HOST}"
+            line += f" ansible_ssh_common_args='-o ProxyCommand=\"{proxy}\"'"
+        inventory.append(line)
     config += ["Host *", "    User root", f"    Port {SSH_PORT}",
                f"    IdentityFile {paths.key}", "    IdentitiesOnly yes",
                f"    UserKnownHostsFile {paths.known_hosts}",

@@ -20,8 +20,8 @@ from ccrollout.lab.base import (
     LabPaths, file_identity, is_lab_entry, kill, lab_dir, load_state, locked, require_root, run,
     save_state)
 from ccrollout.lab.netns import (
-    HUB_NS, ROOT_VETH, host_address, host_index, ip, lab_host_namespaces, lab_subnet,
-    netns_names, pids_in_namespaces, sink_address)
+    HOST_NAME, HUB_NS, JUMP_HOST, ROOT_VETH, host_address, host_index, ip, lab_addresses6_in_root,
+    lab_host_namespaces, lab_subnet, lab_subnet6, netns_names, pids_in_namespaces, sink_address)
 
 DEFAULT_HOSTS = 3
 MAX_HOSTS = 200
@@ -29,54 +29,66 @@ MAX_HOSTS = 200
 
 # --- up -----------------------------------------------------------------------------------
 
-def up(hosts: int = DEFAULT_HOSTS) -> str:
+def up(hosts: int = DEFAULT_HOSTS, behind_jump=()) -> str:
     """Create the lab, or bring it to exactly lab1..lab<hosts> (adds or removes hosts,
-    restarts a dead sshd, re-applies impairments). Idempotent. Returns the inventory path."""
+    restarts a dead sshd, re-applies impairments). Hosts named in BEHIND_JUMP refuse SSH from
+    the controller: it reaches them only through JUMP_HOST (lab1). Idempotent. Returns the
+    inventory path."""
     if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= MAX_HOSTS:
         raise LabFailed(f"hosts must be a whole number from 1 to {MAX_HOSTS}, not {hosts!r}")
+    behind_jump = _check_behind_jump(hosts, behind_jump)
     require_root()
     sshd.check_root_account()
     paths = LabPaths(lab_dir())
-    subnet = lab_subnet()
+    subnet, subnet6 = lab_subnet(), lab_subnet6()
     with locked(paths, create=True):
         state = load_state(paths)
-        if state.get("subnet", str(subnet)) != str(subnet) and (
-                HUB_NS in netns_names() or lab_host_namespaces()):
-            raise LabFailed(f"the lab is up on {state['subnet']}, not {subnet}: "
-                            "run `ccrollout lab down` first")
+        for key, network in (("subnet", subnet), ("subnet6", subnet6)):
+            if state.get(key, str(network)) != str(network) and (HUB_NS in netns_names() or lab_host_namespaces()):
+                raise LabFailed(f"the lab is up on {state[key]}, not {network}: run `ccrollout lab down` first")
         _check_lab_dir(paths)
-        netns.check_subnet_free(subnet)
+        netns.check_subnet_free(subnet, subnet6)
         try:
-            _build(paths, subnet, state, hosts)
+            _build(paths, state, hosts, behind_jump)
         except LabFailed as exc:
             raise LabFailed(f"{exc} (the lab may be half up: `ccrollout lab down` "
                             "removes it)") from None
     return str(paths.inventory)
 
 
-def _build(paths: LabPaths, subnet, state: dict, hosts: int) -> None:
+def _check_behind_jump(hosts: int, names) -> list[str]:
+    names = sorted(set(names), key=lambda name: (not HOST_NAME.match(str(name)), str(name)))
+    for name in names:
+        if not HOST_NAME.match(str(name)) or host_index(name) > hosts or name == JUMP_HOST:
+            raise LabFailed(f"behind the jump host: {name!r} is not one of lab2..lab{hosts} "
+                            f"({JUMP_HOST} is the jump host)")
+    return names
+
+
+def _build(paths: LabPaths, state: dict, hosts: int, behind_jump: list[str]) -> None:
     """Make the lab match `hosts`, step by step; each step is a no-op when already done."""
+    subnet, subnet6 = lab_subnet(), lab_subnet6()
     old_hosts = max([state.get("hosts", 0)] + [host_index(n) for n in lab_host_namespaces()])
-    state.update(subnet=str(subnet), hosts=hosts)
+    state.update(subnet=str(subnet), subnet6=str(subnet6), hosts=hosts, behind_jump=behind_jump)
     state.setdefault("impairments", {})
     save_state(paths, state)            # first, so `down` knows what to clean up
 
     os.makedirs(sshd.SSHD_PRIVSEP_DIR, mode=0o755, exist_ok=True)
     sshd.ensure_client_key(paths)
     _ensure_bpffs(paths)
-    netns.ensure_hub(subnet)
+    netns.ensure_hub(subnet, subnet6)
     paths.traffic.mkdir(exist_ok=True)
     for index in range(hosts + 1, old_hosts + 1):
         _remove_host(paths, f"lab{index}")
         state["impairments"].pop(f"lab{index}", None)
     names = [f"lab{i}" for i in range(1, hosts + 1)]
     for name in names:
-        _ensure_host(paths, subnet, name, state["impairments"].get(name, {}))
+        _ensure_host(paths, state, name)
     impairments.apply_hub_rules(subnet, state)
     save_state(paths, state)
-    sshd.wait_for_sshd(paths, subnet, names)
-    sshd.write_known_hosts(paths, subnet, names)
-    inventory.write_client_files(paths, subnet, names)
+    sshd.wait_for_sshd(paths, subnet, names, unreachable=behind_jump)
+    sshd.write_known_hosts(paths, (subnet, subnet6), names)
+    inventory.write_client_files(paths, subnet, names, behind_jump)
     sshd.verify_shared_bpffs(paths, names)
 
 
@@ -97,11 +109,17 @@ def _ensure_bpffs(paths: LabPaths) -> None:
         run(["mount", "-t", "bpf", "bpf", str(paths.bpffs)])
 
 
-def _ensure_host(paths: LabPaths, subnet, name: str, impairment: dict) -> None:
-    netns.ensure_host_network(subnet, name)
+def _ensure_host(paths: LabPaths, state: dict, name: str) -> None:
+    subnet, subnet6 = ipaddress.IPv4Network(state["subnet"]), ipaddress.IPv6Network(state["subnet6"])
+    netns.ensure_host_network(subnet, subnet6, name)
+    netns.set_behind_jump(subnet, subnet6, name, name in state["behind_jump"])
+    impairment = state["impairments"].get(name, {})
     impairments.apply_rate(name, impairment.get("rate", impairments.DEFAULT_RATE))
     paths.state_dir(name).mkdir(parents=True, exist_ok=True)
-    sshd.ensure_sshd(paths, subnet, name)
+    # The jump host may open SSH to the hosts behind it, and only to those.
+    forward_to = [host_address(network, host_index(hidden)) for hidden in state["behind_jump"]
+                  for network in (subnet, subnet6)]
+    sshd.ensure_sshd(paths, (subnet, subnet6), name, forward_to if name == JUMP_HOST else ())
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -228,6 +246,7 @@ def leftovers() -> list[str]:
         found.append(f"namespace {HUB_NS}")
     if os.path.exists(f"/sys/class/net/{ROOT_VETH}"):
         found.append(f"link {ROOT_VETH}")
+    found += [f"address {a}" for a in lab_addresses6_in_root(lab_subnet6())]
     found += [f"mount {m}" for m in _mounts_under(paths.root)]
     found += [f"process {p} (sshd)" for p in sshd.lab_sshd_pids(paths)]
     found += [f"process {p}" for p in traffic.traffic_pids()]
@@ -255,6 +274,7 @@ def status() -> dict:
     paths = LabPaths(lab_dir())
     state = load_state(paths)
     subnet = ipaddress.IPv4Network(state.get("subnet") or str(lab_subnet()))
+    subnet6 = ipaddress.IPv6Network(state.get("subnet6") or str(lab_subnet6()))
     namespaces = set(netns_names())
     count = max([state.get("hosts", 0)] + [host_index(n) for n in lab_host_namespaces()])
     hosts = {}
@@ -264,6 +284,8 @@ def status() -> dict:
         hosts[name] = {
             "namespace": name in namespaces,
             "address": host_address(subnet, index),
+            "address6": host_address(subnet6, index),
+            "behind_jump": name in state.get("behind_jump", []),
             "sshd": pid is not None,
             "sshd_pid": pid,
             "traffic": traffic.sender_pid(paths, name) is not None,
@@ -281,6 +303,7 @@ def status() -> dict:
                       for i in range(1, expected + 1)),
         "lab_dir": str(paths.root),
         "subnet": str(subnet),
+        "subnet6": str(subnet6),
         "inventory": str(paths.inventory) if paths.inventory.exists() else None,
         "bpffs": bpffs,
         "hub": hub,

@@ -13,9 +13,7 @@ from pathlib import Path
 from ccrollout.errors import LabFailed
 from ccrollout.host.osutil import pid_alive, write_atomically
 from ccrollout.lab.base import LabPaths, kill, pids_with_marker, read_pid, run
-from ccrollout.lab.netns import host_address, host_index
-
-SSH_PORT = 22
+from ccrollout.lab.netns import SSH_PORT, host_address, host_index
 SSHD = "/usr/sbin/sshd"
 SSHD_PRIVSEP_DIR = "/run/sshd"
 _SSHD_START_TIMEOUT = 10.0
@@ -47,11 +45,18 @@ def ensure_client_key(paths: LabPaths) -> None:
         write_atomically(paths.authorized_keys, public, mode=0o600)
 
 
-def _sshd_config(paths: LabPaths, subnet, name: str) -> str:
+def _with_port(address: str) -> str:
+    return f"[{address}]:{SSH_PORT}" if ":" in address else f"{address}:{SSH_PORT}"
+
+
+def _sshd_config(paths: LabPaths, subnets, name: str, forward_to=()) -> str:
+    """FORWARD_TO: addresses whose SSH port this host may open for a client (a jump host's)."""
     d = paths.sshd_dir(name)
+    forwarding = (["AllowTcpForwarding local", "PermitOpen " + " ".join(map(_with_port, forward_to))]
+                  if forward_to else ["AllowTcpForwarding no"])
     return "\n".join([
         f"# sshd of lab host {name}, written by ccrollout.lab",
-        f"ListenAddress {host_address(subnet, host_index(name))}:{SSH_PORT}",
+        *(f"ListenAddress {_with_port(host_address(subnet, host_index(name)))}" for subnet in subnets),
         f"HostKey {d / 'ssh_host_ed25519_key'}",
         f"PidFile {d / 'sshd.pid'}",
         f"AuthorizedKeysFile {paths.authorized_keys}",
@@ -67,7 +72,7 @@ def _sshd_config(paths: LabPaths, subnet, name: str) -> str:
         "PrintMotd no",
         "PrintLastLog no",
         "X11Forwarding no",
-        "AllowTcpForwarding no",
+        *forwarding,
         "MaxStartups 64:30:128",   # a fleet fan-out opens many connections at once
         "MaxSessions 32",
         "Subsystem sftp internal-sftp",
@@ -75,7 +80,8 @@ def _sshd_config(paths: LabPaths, subnet, name: str) -> str:
     ])
 
 
-def ensure_sshd(paths: LabPaths, subnet, name: str) -> None:
+def ensure_sshd(paths: LabPaths, subnets, name: str, forward_to=()) -> None:
+    """NAME's sshd, listening on its address in each of SUBNETS (IPv4 and IPv6)."""
     d = paths.sshd_dir(name)
     d.mkdir(parents=True, exist_ok=True)
     conf = d / "sshd_config"
@@ -86,7 +92,7 @@ def ensure_sshd(paths: LabPaths, subnet, name: str) -> None:
                 stale.unlink()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}",
              "-f", str(host_key)])
-    text = _sshd_config(paths, subnet, name)
+    text = _sshd_config(paths, subnets, name, forward_to)
     changed = not conf.exists() or conf.read_text() != text
     if changed:
         write_atomically(conf, text, mode=0o644)
@@ -123,12 +129,13 @@ def sshd_pid(paths: LabPaths, name: str) -> int | None:
     return pid if pid and pid_alive(pid, str(d / "sshd_config")) else None
 
 
-def wait_for_sshd(paths: LabPaths, subnet, names) -> None:
+def wait_for_sshd(paths: LabPaths, subnet, names, unreachable=()) -> None:
+    """Until each sshd answers; those UNREACHABLE from here (behind the jump host) only run."""
     waiting = list(names)
     deadline = time.monotonic() + _SSHD_START_TIMEOUT
     while waiting:
         for name in list(waiting):
-            if sshd_pid(paths, name) and _ssh_banner(host_address(subnet, host_index(name))):
+            if sshd_pid(paths, name) and (name in unreachable or _ssh_banner(host_address(subnet, host_index(name)))):
                 waiting.remove(name)
         if waiting and time.monotonic() > deadline:
             name = waiting[0]
@@ -148,13 +155,13 @@ def _ssh_banner(address: str) -> bool:
         return False
 
 
-def write_known_hosts(paths: LabPaths, subnet, names) -> None:
-    """Each host's key under its name and its address, so host-key checking stays on."""
+def write_known_hosts(paths: LabPaths, subnets, names) -> None:
+    """Each host's key under its name and its addresses, so host-key checking stays on."""
     known = []
     for name in names:
-        address = host_address(subnet, host_index(name))
+        addresses = ",".join(host_address(subnet, host_index(name)) for subnet in subnets)
         key_type, key = (paths.sshd_dir(name) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
-        known.append(f"{name},{address} {key_type} {key}")
+        known.append(f"{name},{addresses} {key_type} {key}")
     write_atomically(paths.known_hosts, "\n".join(known) + "\n", mode=0o644)
 
 

@@ -36,12 +36,12 @@ class HostsInPlay:
     def __init__(self, inventory_hosts, forks: int = 5, progress=print,
                  timeouts: fleet.Timeouts = fleet.Timeouts(), connect=None):
         inventory_hosts = list(inventory_hosts)
-        self.targets = {host.name: fleet.Target.from_vars(host.name, host.vars) for host in inventory_hosts}
+        self.targets = fleet.check_targets(inventory_hosts)  # the CLI has shown the warnings
         self.group_of = {host.name: controls.group_key(host.groups) for host in inventory_hosts}
         self.boot_unit = {host.name: boot_unit_choice(host.name, host.vars) for host in inventory_hosts}
         self.forks, self.progress, self.timeouts = forks, progress, timeouts
-        # How a session is made: over SSH, or in-process for tests and simulations.
-        self._connect = connect or (lambda target: fleet.Session(target, timeouts))
+        # How a session is made: over SSH or locally (fleet.connect), or in-process for tests and simulations.
+        self._connect = connect or (lambda target: fleet.connect(target, timeouts))
         self.sessions: dict[str, object] = {}
         self.reports = {name: HostReport(name) for name in self.targets}
         self.facts: dict[str, dict] = {}

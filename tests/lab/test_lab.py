@@ -98,6 +98,7 @@ def test_the_lab_comes_up(fleet):
         host = fleet["hosts"][f"lab{index}"]
         assert host["namespace"] and host["sshd"]
         assert host["address"] == f"10.199.0.{10 + index}"
+        assert host["address6"] == f"fd63:6372:6c61::{10 + index:x}" and not host["behind_jump"]
         assert (f"lab{index} ansible_host=10.199.0.{10 + index} "
                 f"ccrollout_state_dir={lab.lab_dir()}/hosts/lab{index}") in text
         assert os.path.isdir(f"{lab.lab_dir()}/hosts/lab{index}")
@@ -132,6 +133,13 @@ def test_a_wrong_or_missing_host_key_is_rejected(fleet, tmp_path):
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
         with _connect("10.199.0.11", str(empty)) as conn:
             conn.run("true", hide=True, in_stream=False)
+
+
+def test_each_host_answers_ssh_on_its_ipv6_address_too(fleet):
+    assert fleet["subnet6"] == lab.DEFAULT_SUBNET6
+    for name, host in fleet["hosts"].items():
+        with _connect(host["address6"]) as conn:
+            assert conn.run("hostname", hide=True, in_stream=False).stdout.strip() == name
 
 
 def test_sessions_see_one_shared_bpffs(fleet):
@@ -268,6 +276,8 @@ def test_down_leaves_nothing_behind(fleet):
     assert not re.search(r"^(lab\d+|ccrlab)\b", namespaces, re.M), namespaces
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "ccrlab0" not in links
+    addresses = subprocess.run(["ip", "-o", "-6", "addr"], capture_output=True, text=True).stdout
+    assert "fd63:6372:6c61:" not in addresses
     assert str(root) not in open("/proc/self/mountinfo").read()
     assert _live_pids(f"sleep\0{marker}".encode()) == []
     assert _live_pids(f"{root}/sshd/".encode()) == []

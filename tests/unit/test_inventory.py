@@ -527,3 +527,56 @@ def test_random_patterns_select_or_are_invalid(pattern):
         except InvalidInput:
             pass
 
+
+# -- sources only Ansible can read -------------------------------------------------------------
+
+SCRIPT = """#!/usr/bin/env python3
+import json
+print(json.dumps({"web": {"hosts": ["w1", "w2"], "vars": {"ansible_user": "deploy"}},
+                  "_meta": {"hostvars": {"w1": {"ansible_host": "10.0.0.1"}}}}))
+"""
+
+
+def test_an_inventory_script_is_read_through_ansible_inventory(tmp_path):
+    script = write(tmp_path / "inventory.py", SCRIPT)
+    script.chmod(0o755)
+    write(tmp_path / "group_vars" / "web.yml", "tier: front\n")
+    inventory = load_inventory([str(script)])
+    assert names(inventory.select("web")) == ["w1", "w2"]
+    assert inventory.hosts["w1"].vars == {"ansible_user": "deploy", "tier": "front", "ansible_host": "10.0.0.1"}
+    assert str(inventory.hosts["w1"].origins["ansible_host"]) == str(script)
+    assert str(inventory.hosts["w1"].origins["tier"]) == f"{tmp_path}/group_vars/web.yml:1:7"
+
+
+def test_a_plugin_configuration_is_read_through_ansible_inventory(tmp_path):
+    config = write(tmp_path / "generated.yml", """
+        plugin: ansible.builtin.generator
+        hosts:
+          name: "{{ app }}-{{ env }}"
+          parents:
+            - name: "{{ env }}"
+        layers:
+          app: [web, db]
+          env: [prod]
+    """)
+    inventory = load_inventory([str(config)])
+    assert names(inventory.select("prod")) == ["web-prod", "db-prod"]
+
+
+def test_without_ansible_the_message_says_what_is_missing(tmp_path, monkeypatch):
+    from ccrollout.inventory import ansible
+    monkeypatch.setattr(ansible, "ansible_inventory", lambda: None)
+    script = write(tmp_path / "inventory.py", SCRIPT)
+    script.chmod(0o755)
+    with pytest.raises(InvalidInput) as raised:
+        load_inventory([str(script)])
+    assert str(raised.value) == (f"{script}: an executable inventory script: only Ansible can read it, and "
+                                 "ansible-inventory is not installed (pip install ansible-core); or write the "
+                                 "inventory as INI or YAML")
+
+
+def test_a_source_ansible_cannot_read_either_is_an_error(tmp_path):
+    config = write(tmp_path / "broken.yml", "plugin: no.such.plugin\n")
+    with pytest.raises(InvalidInput, match=r"broken.yml: an inventory plugin configuration \(plugin: "
+                                           r"no.such.plugin\): ansible-inventory failed: \[ERROR\]"):
+        load_inventory([str(config)])

@@ -529,6 +529,24 @@ def test_scope_with_routes(tree):
     assert plan.rollouts[0].scope == Scope(default=False, routes=("10.0.0.0/8", "192.0.2.7/32"))
 
 
+def test_scope_with_ipv6_routes_normalised(tree):
+    routes = '["2001:DB8:0:0::/64", "fd63:6372:0:1::1/128", "10.0.0.0/8"]'
+    plan = load_plan(write_plan(tree, SCOPED.replace("SCOPE", f"{{default: false, routes: {routes}}}")))
+    assert plan.rollouts[0].scope.routes == ("2001:db8::/64", "fd63:6372:0:1::1/128", "10.0.0.0/8")
+
+
+def test_a_route_prefix_that_is_none_is_explained_not_matched_against_a_regex(tree):
+    routes = '["2001:db8::1/64", "fe80::/200", "web/8", "2001:db8::/64", "2001:DB8::/64"]'
+    lines = errors_of(write_plan(tree, SCOPED.replace("SCOPE", f"{{routes: {routes}}}")))
+    assert any("scope.routes[0]: '2001:db8::1/64' is not an IPv4 or IPv6 prefix" in line and "host bits set" in line
+               for line in lines), lines
+    assert any("scope.routes[1]: 'fe80::/200' is not an IPv4 or IPv6 prefix" in line for line in lines), lines
+    assert any(line.endswith("scope.routes[2]: expected an IPv4 or IPv6 prefix such as \"10.0.0.0/8\" or "
+                             "\"2001:db8::/32\", got the string 'web/8'") for line in lines), lines
+    assert any("scope.routes[4]: '2001:DB8::/64' is routes[3] again (2001:db8::/64)" in line for line in lines), lines
+    assert not any("does not match" in line for line in lines), lines
+
+
 def test_scope_errors_name_the_prefix_and_the_empty_scope(tree):
     lines = errors_of(write_plan(tree, SCOPED.replace("SCOPE", '{default: false, routes: ["10.1.2.3/8"]}')))
     assert any("rollouts[0].scope.routes[0]" in line and "host bits set" in line for line in lines)
