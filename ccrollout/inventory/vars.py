@@ -85,6 +85,22 @@ class VarsFiles:
         self._file_vars[key] = Variables(document.data, origins)
         return self._file_vars[key]
 
+    def _vars_dir_files(self, directory: Path) -> list[Path]:
+        """The files of a group_vars/NAME/ directory, as Ansible reads them: hidden and backup
+        files skipped, subdirectories without an extension entered."""
+        def wanted(path: Path, is_directory: bool) -> bool:
+            if path.name.startswith(".") or path.name.endswith("~"):
+                return False
+            extension = os.path.splitext(path.name)[1]
+            if is_directory:
+                return not extension
+            return path.exists() and (not extension or extension in YAML_EXTENSIONS)
+
+        def unreadable(path: Path, exc: OSError) -> None:
+            self.diagnostics.add(str(path), 0, 0, f"cannot read the variables directory: {exc.strerror or exc}")
+
+        return walk_files(directory, wanted, unreadable)
+
 
 class Variables:
     """Variables by name, and where each was set (for messages about a value)."""
@@ -101,22 +117,6 @@ class Variables:
                 self.origins[name] = other.origins[name]
             else:
                 self.origins.pop(name, None)
-
-    def _vars_dir_files(self, directory: Path) -> list[Path]:
-        """The files of a group_vars/NAME/ directory, as Ansible reads them: hidden and backup
-        files skipped, subdirectories without an extension entered."""
-        def wanted(path: Path, is_directory: bool) -> bool:
-            if path.name.startswith(".") or path.name.endswith("~"):
-                return False
-            extension = os.path.splitext(path.name)[1]
-            if is_directory:
-                return not extension
-            return path.exists() and (not extension or extension in YAML_EXTENSIONS)
-
-        def unreadable(path: Path, exc: OSError) -> None:
-            self.diagnostics.add(str(path), 0, 0, f"cannot read the variables directory: {exc.strerror or exc}")
-
-        return walk_files(directory, wanted, unreadable)
 
 
 def _kind_of(path: Path) -> str | None:
