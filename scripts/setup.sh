@@ -11,7 +11,7 @@ apt_packages=(
     clang llvm make git
     openssh-server openssh-client
     iproute2 nftables iperf3 procps util-linux psmisc
-    python3 python3-venv python3-bpfcc bpfcc-tools
+    python3 python3-venv python3-bpfcc bpfcc-tools systemd
     linux-headers-amd64
 )
 backports_packages=(libbpf1 libbpf-dev bpftool)

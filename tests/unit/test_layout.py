@@ -74,3 +74,9 @@ def test_modules_and_functions_stay_small():
                 if count > 8:
                     too_many.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({count})")
     assert not too_long and not too_many, (too_long, too_many)
+
+
+def test_test_files_have_unique_names():
+    # The test folders are not packages (pytest's rootdir imports): two files of one name collide.
+    names = [path.name for path in (PACKAGE.parent / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted(name for name in names if names.count(name) > 1)
