@@ -7,7 +7,7 @@ import pytest
 
 from ccrollout import build
 from ccrollout.inventory import Host
-from ccrollout.journal import Journal
+from ccrollout.journal import Access, Journal
 from ccrollout.plan import Algorithm, Rollout, Scope, Stage
 from ccrollout.rollout import controls
 from ccrollout.rollout.judge import Limits
@@ -144,3 +144,27 @@ def test_an_unreachable_control_is_left_out_but_an_unreachable_stage_host_ends_t
     assert first_verdict["outcome"] == "pass" and "h005" not in first_verdict["controls"]
     assert result.status == RolloutStatus.ROLLED_BACK and result.exit_code == 5 and "h005" in result.message
     assert all(host.default == "reno" for host in fleet.hosts.values())
+
+
+@pytest.mark.parametrize("decision, status", [("promote", RolloutStatus.COMPLETED), ("abort", RolloutStatus.ABORTED)])
+def test_the_gate_reads_then_records_while_the_controller_waits(tmp_path, built, decision, status):
+    """promote/abort open the journal to read, then to write their decision, while the
+    paused controller holds it open and polls it (SQLite's WAL lets both)."""
+    import threading
+    import time
+
+    from ccrollout import cli
+    fleet = SimulatedFleet([f"h{index:03d}" for index in range(2)])
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=apply(
+        tmp_path, fleet, inventory_hosts(2), rollout_of(stages=(1,), pause=True))[0]))
+    worker.start()
+    journal_path = tmp_path / "journal.sqlite"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if journal_path.exists() and [r for r in Journal(journal_path, Access.READ).rollouts() if r["status"] == "paused"]:
+            break
+        time.sleep(0.05)
+    assert cli.main([decision, "--journal", str(journal_path)]) == 0
+    worker.join(timeout=30)
+    assert outcome["result"].status == status
