@@ -15,7 +15,7 @@ import pytest
 
 from ccrollout import lab
 from kernelview import registered_controls, struct_ops_links
-from labkit import (HOSTS, REPO, assert_gone, ccrollout, default_of, host_state, pin_dir,
+from labkit import (HOSTS, NOT_JUDGING, REPO, assert_gone, ccrollout, default_of, host_state, pin_dir,
                     roll_back_every_rollout, start_apply, struct_ops_named, write_plan)
 
 
@@ -177,7 +177,7 @@ def test_route_scope_changes_only_the_routes_and_rollback_restores_them(fleet, j
     connected, added = "10.199.0.0/24", "10.199.0.254/32"
     before = {host: (default_of(host), route_of(host, connected), route_of(host, added)) for host in HOSTS}
     plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"],
-                      scope={"default": False, "routes": [connected, added]})
+                      scope={"default": False, "routes": [connected, added]}, health=NOT_JUDGING)
     try:
         applied = ccrollout(journal_home, "apply", "-i", fleet, str(plan))
         assert applied.returncode == 0, applied.stderr + applied.stdout

@@ -13,7 +13,7 @@ import pytest
 
 from ccrollout import lab
 from labkit import (
-    HOSTS, REPO, assert_gone, ccrollout, default_of, require_lab, roll_back_every_rollout, write_plan)
+    HOSTS, NOT_JUDGING, REPO, assert_gone, ccrollout, default_of, require_lab, roll_back_every_rollout, write_plan)
 
 BEHIND = "lab3"
 LISTEN_PORT = 5301  # a lab-only port for one IPv6 connection between two lab hosts
@@ -155,7 +155,7 @@ def test_an_ipv6_route_scope_changes_those_routes_and_rollback_restores_them(jum
     lab2_address6 = str(subnet6.network_address + lab.HOST_OFFSET + 2)
     assert ipv6_connection_control("lab1", "lab2", lab2_address6) == lab.HOST_DEFAULT_CONGESTION
     plan = write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=["100%"],
-                      scope={"default": False, "routes": list(prefixes)})
+                      scope={"default": False, "routes": list(prefixes)}, health=NOT_JUDGING)
     try:
         applied = ccrollout(journal_home, "apply", "-i", jump_lab, str(plan))  # lab3 through lab1
         assert applied.returncode == 0, applied.stderr + applied.stdout
