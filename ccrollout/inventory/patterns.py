@@ -134,7 +134,8 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
+        # None: a handler set outside Python, which cannot be put back; the default then
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler)
         if previous_delay:
             left = max(previous_delay - (time.monotonic() - started), 0.001)
             signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
