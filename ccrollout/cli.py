@@ -500,18 +500,22 @@ def cmd_history(args) -> int:
         for rollout in rollouts:
             rollout["changes"] = [dataclasses.asdict(change) for change in journal.changes(rollout["id"])]
             rollout["verdicts"] = [e["data"] for e in journal.events(rollout["id"]) if e["kind"] == "verdict"]
-        json.dump(rollouts, sys.stdout, indent=2)
-        print()
+        from . import jsontext
+        print(jsontext.dumps(rollouts, indent=2))  # strict JSON (a p-value may be NaN), whole
         return errors.EXIT_OK
+    lines = []  # all read (and checked) before the first is printed
     for rollout in rollouts:
-        print(f"{rollout['id']}  {rollout['status']:<12} {rollout['algorithm']:<16} {rollout['plan']}")
+        lines.append(f"{rollout['id']}  {rollout['status']:<12} {rollout['algorithm']:<16} {rollout['plan']}")
         for event in journal.events(rollout["id"]):
             if event["kind"] != "verdict":
                 continue
             verdict = event["data"]
             figures = ", ".join(f"{host} {f['retransmit_ratio'] * 100:.2f}% of {f['sent']}"
                                 for host, f in verdict.get("figures", {}).items())
-            print(f"    stage {verdict['stage']}: {verdict['outcome']:<12} {figures or ', '.join(verdict['hosts'])}")
+            lines.append(f"    stage {verdict['stage']}: {verdict['outcome']:<12} "
+                         f"{figures or ', '.join(verdict['hosts'])}")
+    if lines:
+        print("\n".join(lines))
     return errors.EXIT_OK
 
 

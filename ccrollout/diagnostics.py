@@ -17,6 +17,8 @@ import yaml
 from ccrollout.errors import InvalidInput
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_MESSAGE = 600  # characters of one diagnostic
+MAX_SHOWN = 100    # diagnostics listed in one error
 
 # A position in a document: keys (str, or whatever YAML made of a key) and list indices.
 DocPath = tuple[Any, ...]
@@ -46,7 +48,9 @@ class Diagnostics:
         self.items: list[Diagnostic] = []
 
     def add(self, file: str, line: int, column: int, message: str) -> None:
-        self.items.append(Diagnostic(line, column, str(file), message))
+        if len(message) > MAX_MESSAGE:  # it names what is wrong; it need not repeat a 16 MiB line
+            message = f"{message[:MAX_MESSAGE - 150]} ...({len(message)} characters)... {message[-100:]}"
+        self.items.append(Diagnostic(line, column, str(file)[:1000], message))
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -63,6 +67,8 @@ class Diagnostics:
             files.setdefault(item.file, len(files))
         ordered = sorted(self.items, key=lambda d: (files[d.file], d.line, d.column))
         unique = list(dict.fromkeys(str(d) for d in ordered))
+        if len(unique) > MAX_SHOWN:  # the first ones say what is wrong; thousands more say no more
+            unique = unique[:MAX_SHOWN] + [f"... and {len(unique) - MAX_SHOWN} more problems"]
         error = InvalidInput("\n".join(unique))
         error.diagnostics = ordered  # type: ignore[attr-defined]
         raise error

@@ -160,6 +160,9 @@ def _create(path: Path) -> None:
             os.link(partial, path)  # only a whole journal appears, and never over another's
         except FileExistsError:
             pass  # made meanwhile by another command: that one is used
+        except OSError:  # a file system without hard links: a rename, unless one appeared
+            if not os.path.lexists(path):
+                os.rename(partial, path)
     except (OSError, sqlite3.Error) as exc:
         raise JournalError(f"journal {path}: cannot be created: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
@@ -204,7 +207,8 @@ def _version(path: Path, connection: sqlite3.Connection) -> int:
                                + (f"newer than this ccrollout reads ({VERSION}); use a newer ccrollout" if newer
                                   else "which no ccrollout wrote (damaged?)"))
         return version
-    tables = {name: [column[1] for column in connection.execute(f"PRAGMA table_info('{name}')")]
+    tables = {name: [column[1] for column in connection.execute(
+                  "PRAGMA table_info('{}')".format(name.replace("'", "''")))]
               for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     tables.pop("sqlite_sequence", None)
     if application_id == 0 and version == 0 and tables == _V1_COLUMNS:

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccrollout.diagnostics import Diagnostics, did_you_mean
+from ccrollout.diagnostics import Diagnostics, did_you_mean, short_repr
 
 from .builder import InventoryBuilder
 from .model import Origin
@@ -67,7 +67,7 @@ class _IniReader:
             self._start_section(section, line, number)
         elif line.startswith("[") and line.endswith("]"):
             self.state = "skip"
-            raise ValueError(f"invalid section header {line!r}: a group name has no spaces, "
+            raise ValueError(f"invalid section header {short_repr(line)}: a group name has no spaces, "
                              f"':' or ']', and the only section types are :children and :vars")
         elif self.state == "hosts":
             self._host_line(line, number)
@@ -115,7 +115,7 @@ class _IniReader:
         try:
             tokens = shlex.split(line, comments=True)
         except ValueError as exc:
-            raise ValueError(f"cannot read host line {line!r}: {exc}") from None
+            raise ValueError(f"cannot read host line {short_repr(line)}: {exc}") from None
         if not tokens:
             return
         names, port = parse_host_and_port(tokens[0])
@@ -123,23 +123,23 @@ class _IniReader:
         for token in tokens[1:]:
             key, equals, value = token.partition("=")
             if not equals or not key:
-                raise ValueError(f"expected key=value after host {tokens[0]!r}, got {token!r}")
+                raise ValueError(f"expected key=value after host {short_repr(tokens[0])}, got {short_repr(token)}")
             variables[key] = _parse_ini_value(value)
         origin = Origin(self.file, number)
         self.builder.add_hosts(names, self.group, port, variables, {"": origin, **dict.fromkeys(variables, origin)})
 
     def _variable_line(self, line: str, number: int) -> None:
         if "=" not in line:
-            raise ValueError(f"expected key=value in [{self.group}:vars], got {line!r}")
+            raise ValueError(f"expected key=value in [{self.group}:vars], got {short_repr(line)}")
         key, value = (part.strip() for part in line.split("=", 1))
         if not key:
-            raise ValueError(f"expected key=value in [{self.group}:vars], got {line!r}")
+            raise ValueError(f"expected key=value in [{self.group}:vars], got {short_repr(line)}")
         self.builder.set_group_variable(self.group, key, _parse_ini_value(value), Origin(self.file, number))
 
     def _child_line(self, line: str, number: int) -> None:
         match = _GROUP_NAME_RE.match(line)
         if not match:
-            raise ValueError(f"expected a group name in [{self.group}:children], got {line!r}")
+            raise ValueError(f"expected a group name in [{self.group}:children], got {short_repr(line)}")
         child = match.group(1)
         if child in self.builder.groups:
             self.builder.add_child(self.group, child)

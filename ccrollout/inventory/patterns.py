@@ -134,7 +134,8 @@ def time_limit(seconds: float) -> Iterator[None]:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
+        # None: a handler set outside Python, which cannot be put back; the default then
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler)
         if previous_delay:
             left = max(previous_delay - (time.monotonic() - started), 0.001)
             signal.setitimer(signal.ITIMER_REAL, left, previous_interval)
@@ -144,53 +145,58 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 def expand_host_range(pattern: str) -> list[str]:
-    """``web[01:03].x`` -> ``web01.x web02.x web03.x``; ``db-[a:c]``; ``n[0:10:5]``; several ranges.
+    """``web[01:03].x`` -> ``web01.x web02.x web03.x``; ``db-[a:c]``; ``n[0:10:5]``; several ranges,
+    the first varying slowest. A loop over the ranges, not recursion: a name may hold thousands.
 
-    Raises ValueError for a malformed range.
+    Raises ValueError for a malformed range, or one naming more than _MAX_RANGE_HOSTS hosts.
     """
-    start = pattern.find("[")
-    if start < 0:
-        return [pattern]
-    end = pattern.find("]", start)
-    if end < 0:
-        raise ValueError(f"unclosed '[' in host range {pattern!r}")
-    head, body, tail = pattern[:start], pattern[start + 1:end], pattern[end + 1:]
+    shown = short_repr(pattern)
+    names, rest = [""], pattern
+    while (start := rest.find("[")) >= 0:
+        end = rest.find("]", start)
+        if end < 0:
+            raise ValueError(f"unclosed '[' in host range {shown}")
+        items = _range_items(rest[start + 1:end], shown)
+        if len(names) * len(items) > _MAX_RANGE_HOSTS:
+            raise ValueError(f"host pattern {shown} names more than {_MAX_RANGE_HOSTS} hosts")
+        head, rest = rest[:start], rest[end + 1:]
+        names = [name + head + item for name in names for item in items]
+    return [name + rest for name in names]
+
+
+def _range_items(body: str, shown: str) -> list[str]:
+    """The items of one range ``[01:20]``, ``[a:f]``, ``[0:10:2]`` of the pattern SHOWN."""
     bounds = body.split(":")
     if len(bounds) not in (2, 3):
-        raise ValueError(f"a host range is [begin:end] or [begin:end:step], got [{body}] in {pattern!r}")
+        raise ValueError(f"a host range is [begin:end] or [begin:end:step], got [{body[:40]}] in {shown}")
     first, last = bounds[0] or "0", bounds[1]
     if not last:
-        raise ValueError(f"a host range needs an end, got [{body}] in {pattern!r}")
+        raise ValueError(f"a host range needs an end, got [{body}] in {shown}")
+    if max(len(bound) for bound in bounds) > 18:  # no inventory counts hosts in more digits
+        raise ValueError(f"a host range's numbers have at most 18 digits, got [{body[:40]}...] in {shown}")
     step = 1
     if len(bounds) == 3:
         if not bounds[2].isdigit() or int(bounds[2]) < 1:
-            raise ValueError(f"a host range step must be a positive number, got [{body}] in {pattern!r}")
+            raise ValueError(f"a host range step must be a positive number, got [{body}] in {shown}")
         step = int(bounds[2])
     if len(first) == 1 and len(last) == 1 and first in string.ascii_letters and last in string.ascii_letters:
         low, high = string.ascii_letters.index(first), string.ascii_letters.index(last)
         if low > high:
-            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
-        items = list(string.ascii_letters[low:high + 1:step])
-    elif first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
+            raise ValueError(f"a host range must have begin <= end, got [{body}] in {shown}")
+        return list(string.ascii_letters[low:high + 1:step])
+    if first.isdigit() and last.isdigit() and first.isascii() and last.isascii():
         width = len(first) if first.startswith("0") and len(first) > 1 else 0
         if width and len(last) != width:
             raise ValueError(f"a zero-padded host range needs begin and end of the same width, "
-                             f"got [{body}] in {pattern!r}")
+                             f"got [{body}] in {shown}")
         low, high = int(first), int(last)
         if low > high:
-            raise ValueError(f"a host range must have begin <= end, got [{body}] in {pattern!r}")
+            raise ValueError(f"a host range must have begin <= end, got [{body}] in {shown}")
         if (high - low) // step + 1 > _MAX_RANGE_HOSTS:
-            raise ValueError(f"host range [{body}] in {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
-        items = [str(i).zfill(width) for i in range(low, high + 1, step)]
-    else:
-        raise ValueError(f"a host range is numeric like [01:20] or one letter to one letter "
-                         f"like [a:f], got [{body}] in {pattern!r}")
-    hosts: list[str] = []
-    for item in items:
-        hosts.extend(expand_host_range(head + item + tail))
-        if len(hosts) > _MAX_RANGE_HOSTS:
-            raise ValueError(f"host pattern {pattern!r} names more than {_MAX_RANGE_HOSTS} hosts")
-    return hosts
+            raise ValueError(f"host range [{body}] in {shown} names more than {_MAX_RANGE_HOSTS} hosts")
+        return [str(i).zfill(width) for i in range(low, high + 1, step)]
+    raise ValueError(f"a host range is numeric like [01:20] or one letter to one letter "
+                     f"like [a:f], got [{body[:40]}] in {shown}")
 
 
 def parse_host_and_port(text: str) -> tuple[list[str], int | None]:

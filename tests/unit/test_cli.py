@@ -105,3 +105,25 @@ def test_reading_commands_never_write_and_need_the_journal_they_name(world):
     assert not (world / "nope.sqlite").exists()
     assert run("history", "--json", home=world).stdout == "[]\n"  # nothing recorded at the default yet
     assert not (world / "state").exists()
+
+
+def test_history_is_strict_json_and_printed_whole(tmp_path, capsys):
+    journal = Journal(tmp_path / "journal.sqlite")
+    first = journal.start_rollout("/p.yaml", "r1", "ccr_reno", DIGEST, ["lab1"])
+    journal.event(first, 1, "verdict", {"stage": 1, "hosts": ["lab1"], "outcome": "pass",
+                                        "figures": {"lab1": {"retransmit_ratio": 0.01, "sent": 10,
+                                                             "baseline": {"p_value": float("nan")}}}})
+    second = journal.start_rollout("/p.yaml", "r2", "ccr_reno", DIGEST, ["lab2"])
+    journal.close()
+    from ccrollout import cli
+    assert cli.main(["history", "--json", "--journal", str(tmp_path / "journal.sqlite")]) == 0
+    import json
+    listed = json.loads(capsys.readouterr().out, parse_constant=lambda constant: 1 / 0)
+    assert listed[0]["verdicts"][0]["figures"]["lab1"]["baseline"]["p_value"] == "NaN"
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "journal.sqlite")
+    db.execute("INSERT INTO events VALUES (?, 1, 1, 'verdict', '{oops')", (second,))
+    db.commit()
+    db.close()
+    assert cli.main(["history", "--journal", str(tmp_path / "journal.sqlite")]) == 3
+    assert capsys.readouterr().out == ""  # not the first rollout, then an error

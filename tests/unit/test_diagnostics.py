@@ -38,3 +38,14 @@ def test_shared_anchors_within_the_budget_still_load():
 def test_a_recursive_alias_is_refused():
     with pytest.raises(YAMLSyntaxError, match="recursive alias"):
         load_marked_yaml("a: &x [1, *x]\n")
+
+
+def test_a_flood_of_problems_is_one_bounded_message(tmp_path):
+    from ccrollout.errors import InvalidInput
+    from ccrollout.inventory import load_inventory
+    (tmp_path / "hosts").write_text("[all:vars]\n" + ("h" + "[0:0]" * 1500 + "\n") * 1000)
+    with pytest.raises(InvalidInput) as caught:
+        load_inventory([str(tmp_path / "hosts")])
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 101 and lines[-1] == "... and 900 more problems"
+    assert all(len(line) < 800 for line in lines) and "(7503 characters)" in lines[0]

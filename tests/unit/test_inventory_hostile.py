@@ -124,3 +124,12 @@ def test_a_backtracking_host_pattern_runs_out_of_time(tmp_path, monkeypatch):
     assert time.monotonic() - started < 2
     assert names(inventory.select("~o.")) == ["ok"]  # and the timer is gone
     time.sleep(0.3)
+
+
+def test_a_name_of_1500_ranges_is_expanded_without_recursion(tmp_path):
+    inventory = load_inventory([str(write(tmp_path / "hosts", "h" + "[0:0]" * 1500 + "\n"))])
+    assert names(inventory.select("all")) == ["h" + "0" * 1500]
+    with pytest.raises(InvalidInput, match=r"host pattern 'h\[0:1\].*names more than 100000 hosts"):
+        load_inventory([str(write(tmp_path / "more", "h" + "[0:1]" * 20 + "\n"))])
+    with pytest.raises(InvalidInput, match="a host range's numbers have at most 18 digits"):
+        load_inventory([str(write(tmp_path / "long", "h[0:" + "9" * 5000 + "]\n"))])
