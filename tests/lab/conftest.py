@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import require_lab
+from labkit import require_lab, running_lab
 from testnet import Networks
 
 LAB_HOSTS = 3
@@ -21,17 +21,8 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="module")
 def fleet():
     """The lab, once per test module, with background traffic; torn down whatever happens."""
-    from ccrollout import lab
-    require_lab()
-    try:
-        inventory = lab.up(LAB_HOSTS)
-        lab.traffic_start()
+    with running_lab(LAB_HOSTS) as inventory:
         yield inventory
-    finally:
-        try:
-            lab.traffic_stop()
-        finally:
-            lab.down()  # also removes any pin a failed test left, which unregisters its control
 
 
 @pytest.fixture

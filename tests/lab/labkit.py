@@ -1,6 +1,7 @@
 """What the lab tests share: running the CLI, and looking at hosts the way an observer
 outside ccrollout would (the sysctl in the host's namespace, bpftool, the bpffs pins)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,21 @@ from kernelview import registered_controls, struct_ops_links
 REPO = Path(__file__).resolve().parents[2]
 HOSTS = ("lab1", "lab2", "lab3")
 MAP_RELEASE_SECONDS = 15
+
+
+@contextlib.contextmanager
+def running_lab(hosts: int, **options):
+    """The lab with background traffic, for a fixture to yield; torn down whatever happens."""
+    require_lab()
+    try:
+        inventory = lab.up(hosts, **options)
+        lab.traffic_start()
+        yield inventory
+    finally:
+        try:
+            lab.traffic_stop()
+        finally:
+            lab.down()  # also removes any pin a failed test left, which unregisters its control
 
 
 def require_lab() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from ccrollout import lab
 from labkit import (
-    HOSTS, NOT_JUDGING, REPO, assert_gone, ccrollout, default_of, require_lab, roll_back_every_rollout, write_plan)
+    HOSTS, NOT_JUDGING, REPO, assert_gone, ccrollout, default_of, roll_back_every_rollout, running_lab, write_plan)
 
 BEHIND = "lab3"
 LISTEN_PORT = 5301  # a lab-only port for one IPv6 connection between two lab hosts
@@ -22,16 +22,8 @@ LISTEN_PORT = 5301  # a lab-only port for one IPv6 connection between two lab ho
 @pytest.fixture(scope="module")
 def jump_lab():
     """The lab with lab3 behind lab1, and background traffic; torn down whatever happens."""
-    require_lab()
-    try:
-        inventory = lab.up(len(HOSTS), behind_jump=[BEHIND])
-        lab.traffic_start()
+    with running_lab(len(HOSTS), behind_jump=[BEHIND]) as inventory:
         yield inventory
-    finally:
-        try:
-            lab.traffic_stop()
-        finally:
-            lab.down()
 
 
 def answers_ssh(address: str) -> bool:
