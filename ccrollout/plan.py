@@ -246,10 +246,10 @@ class _PlanReader:
             self.error(at, f"cannot check {relative!r}: {exc.strerror or exc}")
             return
         if not exists:
-            self.error(at, f"{want} not found: {relative!r} (looked for {resolved})")
+            self.error(at, f"{want} not found: {relative!r} (looked for {_printable(resolved)})")
         elif not right_kind:
             self.error(at, f"{relative!r} is not a {'regular file' if want == 'file' else 'directory'} "
-                           f"({resolved})")
+                           f"({_printable(resolved)})")
 
     def check_rollouts(self, algorithm_names: dict[str, int] | None) -> None:
         rollouts = self.data.get("rollouts")
@@ -477,6 +477,12 @@ class _PlanReader:
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),
                     locations, self.display)
+
+
+def _printable(path: Path) -> str:
+    """A path for one line of a message: control characters (a plan may hold any) escaped."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
 
 
 def load_plan(path: str | os.PathLike) -> Plan:
