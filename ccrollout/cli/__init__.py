@@ -1,11 +1,15 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's marker: this entry point answers shell completion)
 """The command line: parse, call, print. Logic lives in the modules it calls."""
 
 import os
 import sys
 import traceback
 
+from .. import config as configuration
 from .. import errors
 from ..errors import UserError
+from . import completion, verbosity
+from .configcmd import cmd_config
 from .hostcmds import cmd_facts, cmd_inventory, cmd_status, cmd_trace, cmd_vmlinux
 from .labcmd import cmd_lab
 from .parser import EXIT_CODES, build_parser
@@ -16,12 +20,28 @@ __all__ = ["COMMANDS", "EXIT_CODES", "main"]
 
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
             "status": cmd_status, "trace": cmd_trace, "resume": cmd_resume, "promote": cmd_gate,
-            "abort": cmd_gate,
+            "abort": cmd_gate, "config": cmd_config,
             "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab, "vmlinux": cmd_vmlinux}
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    warnings, config_error = [], None
+    try:
+        config = configuration.load_for_this_process(warnings.append)
+    except UserError as exc:  # said after parsing, so --help, --version and completion still work
+        config, config_error = configuration.Config(), exc
+    parser = build_parser(config)
+    completion.autocomplete(parser)
+    args = parser.parse_args(argv)
+    for warning in warnings:
+        verbosity.warning(warning)
+    if config_error is not None:
+        print(f"ccrollout: error: {config_error}", file=sys.stderr)
+        return config_error.exit_code
+    if getattr(args, "inventory", False) is None and getattr(args, "configured_inventory", None):
+        args.inventory = list(args.configured_inventory)
+    args.config = config
+    verbosity.set_up(verbosity.verbosity(args))
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -35,7 +55,7 @@ def main(argv=None) -> int:
         return errors.EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, and an exit code no canary verdict uses
         print(f"ccrollout: internal error, a bug in ccrollout: {_describe_bug(exc)}", file=sys.stderr)
-        if os.environ.get("CCROLLOUT_DEBUG"):
+        if os.environ.get("CCROLLOUT_DEBUG") or verbosity.verbosity(args) >= 3:
             traceback.print_exc()
         return errors.EXIT_SOFTWARE
 

@@ -19,7 +19,8 @@ def reachable(hosts) -> dict:
     """How each of HOSTS is reached (fleet.Target by name), checked before any host is: every
     problem is an InvalidInput; each connection variable not honoured is a warning, once."""
     from ..fleet import check_targets
-    return check_targets(hosts, warn=lambda warning: print(f"ccrollout: warning: {warning}", file=sys.stderr))
+    from .verbosity import warning
+    return check_targets(hosts, warn=warning)
 
 
 def command_timeouts(args):

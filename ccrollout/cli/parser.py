@@ -12,27 +12,43 @@ EXIT_CODES = """exit codes:
   70 a bug in ccrollout (CCROLLOUT_DEBUG=1 shows its traceback)   130  interrupted"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..fleet import Timeouts
-    fleet_timeouts = Timeouts()
+def build_parser(config=None) -> argparse.ArgumentParser:
+    """The grammar, with the defaults of CONFIG (a config.Config: ccrollout.cfg and CCROLLOUT_*)."""
+    from ..config import Config
+    from .completion import host_patterns, plan_files
+    from .verbosity import VERBOSITY_HELP, add_verbosity, package_version
+    config = config or Config()
     parser = argparse.ArgumentParser(
         prog="ccrollout", description="Roll BPF TCP congestion controls onto a fleet in canary stages.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=VERBOSITY_HELP + "\n\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    add_verbosity(parser, "verbose_before_command")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def fleet_options(sub, inventory_required=True):
-        sub.add_argument("-i", "--inventory", action="append", required=inventory_required, default=None,
-                         metavar="INVENTORY", help="Ansible inventory file or directory (repeatable)")
-        sub.add_argument("-l", "--limit", metavar="PATTERN", help="only hosts that also match PATTERN")
-        sub.add_argument("-f", "--forks", type=int, default=5,
-                         help="hosts reached at once, for every step of the command (default 5)")
-        sub.add_argument("-T", "--timeout", type=float, default=fleet_timeouts.connect, metavar="SECONDS",
-                         help=f"SSH connection timeout (default {fleet_timeouts.connect:g})")
-        sub.add_argument("--command-timeout", type=float, default=fleet_timeouts.command, metavar="SECONDS",
-                         help="how long a host may stay silent while it works on a request "
-                              f"(default {fleet_timeouts.command:g})")
-        sub.add_argument("--journal", metavar="PATH", help="the rollout journal (SQLite)")
+        inventory_option(sub, inventory_required)
+        sub.add_argument("-l", "--limit", metavar="PATTERN",
+                         help="only hosts that also match PATTERN").completer = host_patterns
+        sub.add_argument("-f", "--forks", type=int, default=config.forks,
+                         help="hosts reached at once, for every step of the command (default %(default)s)")
+        sub.add_argument("-T", "--timeout", type=float, default=config.timeout, metavar="SECONDS",
+                         help="SSH connection timeout (default %(default)g)")
+        sub.add_argument("--command-timeout", type=float, default=config.command_timeout, metavar="SECONDS",
+                         help="how long a host may stay silent while it works on a request (default %(default)g)")
+        journal_option(sub)
         sub.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    def inventory_option(sub, required=True):
+        # The configured inventory is a default: -i on the command line replaces it (as in Ansible).
+        sub.add_argument("-i", "--inventory", action="append", required=required and not config.inventory,
+                         default=None, metavar="INVENTORY",
+                         help="Ansible inventory file or directory (repeatable)"
+                              + (f"; default {','.join(config.inventory)}" if config.inventory else ""))
+        sub.set_defaults(configured_inventory=config.inventory)
+
+    def journal_option(sub):
+        sub.add_argument("--journal", metavar="PATH", default=config.journal,
+                         help="the rollout journal (SQLite)" + (" (default %(default)s)" if config.journal else ""))
 
     apply = commands.add_parser("apply", help="roll a plan out in canary stages")
     fleet_options(apply)
@@ -42,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--preflight", choices=("stage", "all"), default="stage",
                        help="read the hosts' facts as each stage begins (stage, the default), or every "
                             "host's before the first change (all)")
-    apply.add_argument("plan", metavar="PLAN")
+    apply.add_argument("plan", metavar="PLAN").completer = plan_files
 
     rollback = commands.add_parser("rollback", help="undo a rollout (the last one by default)")
     fleet_options(rollback)
@@ -58,21 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     for decision, text in (("promote", "let a paused rollout go on to its next stage"),
                            ("abort", "roll back a paused rollout")):
         gate = commands.add_parser(decision, help=text)
-        gate.add_argument("--journal", metavar="PATH", help="the rollout journal (SQLite)")
+        journal_option(gate)
         gate.add_argument("rollout", nargs="?", metavar="ROLLOUT")
 
     check = commands.add_parser("check", help="validate a plan without touching any host")
-    check.add_argument("-i", "--inventory", action="append", metavar="INVENTORY")
-    check.add_argument("plan", metavar="PLAN")
+    inventory_option(check, required=False)
+    check.add_argument("plan", metavar="PLAN").completer = plan_files
 
     facts = commands.add_parser("facts", help="what each host has: kernel, controls, default, counters")
     fleet_options(facts)
-    facts.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
+    facts.add_argument("pattern", nargs="?", default="all", metavar="PATTERN").completer = host_patterns
 
     trace = commands.add_parser("trace", help="live: which connections retransmit, on each host, "
                                 "under which congestion control (bcc)")
     fleet_options(trace)
-    trace.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
+    trace.add_argument("pattern", nargs="?", default="all", metavar="PATTERN").completer = host_patterns
     trace.add_argument("--duration", default="10s", help="how long to trace (default 10s); it ends by itself")
     trace.add_argument("--interval", default="2s", help="how often to report (default 2s)")
     trace.add_argument("--top", type=int, default=5, help="connections listed per host (default 5)")
@@ -80,28 +96,34 @@ def build_parser() -> argparse.ArgumentParser:
     vmlinux = commands.add_parser("vmlinux", help="write a vmlinux.h of a host's kernel (its BTF, dumped as C "
                                   "by bpftool on the host) for sources to include")
     fleet_options(vmlinux)
-    vmlinux.add_argument("host", metavar="HOST", help="the host (a pattern that selects exactly one)")
+    vmlinux.add_argument("host", metavar="HOST",
+                         help="the host (a pattern that selects exactly one)").completer = host_patterns
     vmlinux.add_argument("-o", "--output", default="vmlinux.h", metavar="FILE",
                          help="where to write it (default ./vmlinux.h; - for stdout)")
 
     inventory = commands.add_parser("inventory", help="show an inventory as Ansible reads it")
-    inventory.add_argument("-i", "--inventory", action="append", required=True, metavar="INVENTORY",
-                           help="Ansible inventory file or directory (repeatable)")
-    inventory.add_argument("-l", "--limit", metavar="PATTERN", help="only hosts that also match PATTERN")
+    inventory_option(inventory)
+    inventory.add_argument("-l", "--limit", metavar="PATTERN",
+                           help="only hosts that also match PATTERN").completer = host_patterns
     shown = inventory.add_mutually_exclusive_group(required=True)
     shown.add_argument("--list", action="store_true", help="JSON as `ansible-inventory --list` prints it")
-    shown.add_argument("--hosts", metavar="PATTERN", help="the hosts PATTERN matches, one a line")
+    shown.add_argument("--hosts", metavar="PATTERN",
+                       help="the hosts PATTERN matches, one a line").completer = host_patterns
     inventory.add_argument("--export", action="store_true",
                            help="with --list: each group's and host's own variables, as --export")
 
     status = commands.add_parser("status", help="each host against what ccrollout set there: "
                                  "in step, drifted or unreachable")
     fleet_options(status)
-    status.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
+    status.add_argument("pattern", nargs="?", default="all", metavar="PATTERN").completer = host_patterns
 
     history = commands.add_parser("history", help="list past rollouts")
-    history.add_argument("--journal", metavar="PATH")
+    journal_option(history)
     history.add_argument("--json", action="store_true")
+
+    shown = commands.add_parser("config", help="the settings of ccrollout.cfg and CCROLLOUT_* in effect, "
+                                "and where each came from")
+    shown.add_argument("--only-changed", action="store_true", help="only the settings not at their default")
 
     lab = commands.add_parser("lab", help="the local lab fleet (network namespaces with sshd)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
@@ -121,4 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     impair.add_argument("--loss", help="share of bulk packets dropped, e.g. 2%%")
     impair.add_argument("--ce", help="share of ECN-capable bulk packets marked CE, e.g. 10%%")
     impair.add_argument("--clear", action="store_true", help="remove loss and CE marking")
+    for sub in (*commands.choices.values(), *lab_commands.choices.values()):
+        add_verbosity(sub, "verbose")
     return parser
