@@ -10,8 +10,10 @@ process (local.py); both give an AgentStream.
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import socket
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +21,9 @@ from .. import hostcode
 from ..errors import EXIT_HOST_FAILED, UserError
 from ..host import protocol
 from .targets import Target
+
+# -vv: each message to and from a host (the CLI sets the level).
+_log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10
 COMMAND_TIMEOUT = 120
@@ -59,6 +64,15 @@ class AgentStream(Protocol):
         """End it, and our side of it, without waiting for an answer."""
 
 
+def _outcomes(answer: dict) -> str:
+    """'facts ok, counters refused' from an answer, for -vv (never trusted beyond printing)."""
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        return "no results"
+    return ", ".join(f"{result.get('op')} {'ok' if result.get('ok') else 'refused'}"
+                     for result in results if isinstance(result, dict)) or "no results"
+
+
 class AgentSession:
     """The protocol of one agent; subclasses say how it starts (_launch)."""
 
@@ -68,6 +82,7 @@ class AgentSession:
         self.target, self.timeouts = target, timeouts
         self._stream: AgentStream | None = None
         self._next_id = 1
+        self._reply_bytes = 0  # the last answer's size, for -vv
         self.agents_started = 0  # agents this session started: one, or two on first contact
 
     def _launch(self, command: list[str]) -> AgentStream:
@@ -83,10 +98,16 @@ class AgentSession:
         message_id = self._next_id
         self._next_id += 1
         line = (json.dumps(protocol.message(message_id, self.target.state_dir, actions)) + "\n").encode()
+        started = time.monotonic()
+        _log.debug("%s <- message %d: %s (%d bytes)", self.target.name, message_id,
+                   ", ".join(str(action.get("op")) for action in actions), len(line))
         try:
             answer = self._exchange(line, message_id, on_progress)
             if answer is None:  # the agent never started: which reason?
                 answer = self._after_agent_ended(line, message_id, on_progress)
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("%s -> answer %d in %.0f ms: %s (%d bytes)", self.target.name, message_id,
+                           (time.monotonic() - started) * 1000, _outcomes(answer), self._reply_bytes)
         except socket.timeout:
             self._stop_agent()
             raise HostError(self.target.name, f"the host side did not answer within {self.timeouts.command:g}s") from None
@@ -134,6 +155,7 @@ class AgentSession:
                 if on_progress:
                     on_progress(document["progress"])
                 continue
+            self._reply_bytes = len(reply)
             return document
 
     def _start_agent(self, with_code: bool) -> None:

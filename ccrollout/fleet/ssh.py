@@ -11,6 +11,7 @@ against the files hostkeys.py names, and never added.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import socket
@@ -24,6 +25,10 @@ from .agent import AgentSession, AgentStream, HostError, Timeouts
 from .hostkeys import KnownHostsError, TrustedKeys, key_name, known_hosts_files, transport_preferring, trust
 from .sshargs import Hop, SSHArgsError, expand_tokens, parse_jump
 from .targets import Target
+
+# -vvv: how each host is reached (the CLI sets the level; 5 is below DEBUG).
+_log = logging.getLogger(__name__)
+SSH_DETAIL = 5
 
 MAX_HOPS = 8  # a ProxyJump chain longer than this is taken for a loop of ssh_config entries
 
@@ -184,6 +189,15 @@ class Session(AgentSession):
         return self._connection
 
     def open(self) -> None:
+        if _log.isEnabledFor(SSH_DETAIL) and not self.connection.is_connected:
+            ssh = self.target.ssh
+            _log.log(SSH_DETAIL, "%s: ssh %s@%s port %s, timeout %gs%s%s, known hosts %s", self.target.name,
+                     self.connection.user, self.connection.host, self.connection.port,
+                     self.connection.connect_timeout,
+                     f", jump {' '.join(map(str, ssh.jump))}" if ssh.jump else "",
+                     f", proxy command {shlex.join(ssh.proxy_command)}" if ssh.proxy_command else "",
+                     " ".join(filter(None, (self.target.known_hosts, *(ssh.user_known_hosts or ()),
+                                            *(ssh.global_known_hosts or ())))) or "ssh_config's")
         try:
             self.connection.open()
         except GatewayError as exc:

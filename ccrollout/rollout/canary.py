@@ -8,12 +8,16 @@ TcpRetransSegs), or, on a changed host whose socket watcher runs (host/watch.py)
 of the connections that run the new control only, so old connections do not blur them.
 """
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from ..schedule import Schedule
 from . import judge
+
+# -v: each host's figures per interval and the judge's comparisons (the CLI sets the level).
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,28 @@ class Recorder:
     def of(self, hosts) -> dict[str, judge.Series]:
         return {host: self.series[host] for host in hosts if host not in self.unreachable}
 
+    def log_last_interval(self, phase: str) -> None:
+        if not _log.isEnabledFor(logging.INFO):
+            return
+        for host, series in self.series.items():
+            if series and host not in self.unreachable:
+                window = series[-1]
+                _log.info("%s interval %d: %s sent %d, retransmitted %d (%.2f%%)%s", phase, len(series), host,
+                          window.sent, window.retransmitted, window.retransmit_ratio * 100,
+                          f", {self.focus[host]}'s connections" if host in self.per_control else "")
+
+
+def _log_comparisons(verdict: judge.Verdict) -> None:
+    if not _log.isEnabledFor(logging.INFO):
+        return
+    for host in verdict.hosts:
+        for comparison in host.comparisons:
+            p_value = "not tested" if comparison.p_value is None else f"p={comparison.p_value:.3f}"
+            _log.info("judge %s: median %.2f%% against %s %.2f%% (n=%d vs %d, %s; smallest p %.3f): %s",
+                      host.host, comparison.canary_median * 100, comparison.reference,
+                      comparison.reference_median * 100, comparison.canary_intervals,
+                      comparison.reference_intervals, p_value, comparison.smallest_p_value, host.outcome)
+
 
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
                      progress=lambda text: None) -> dict[str, judge.Series]:
@@ -82,6 +108,7 @@ def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
     while (remaining := deadline - time.monotonic()) > 0.05:
         time.sleep(min(schedule.interval, remaining))
         recorder.step()
+        recorder.log_last_interval("baseline")
     return recorder.of(hosts)
 
 
@@ -108,11 +135,13 @@ def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedu
     while True:
         time.sleep(max(0.0, min(schedule.interval, deadline - time.monotonic())))
         recorder.step()
+        recorder.log_last_interval("bake")
         intervals += 1
         verdict = judge.judge(
             canaries=recorder.of(watched.changed), baselines=watched.baselines,
             controls=recorder.of(watched.controls), limits=limits,
             unreachable=tuple(sorted(h for h in recorder.unreachable if h in watched.changed)))
+        _log_comparisons(verdict)
         progress(f"  bake: {verdict.outcome} after {time.monotonic() - started:.1f}s"
                  + (f" ({', '.join(sorted(recorder.per_control))}: {watched.new_control}'s connections only)"
                     if recorder.per_control and intervals == 1 else ""))
