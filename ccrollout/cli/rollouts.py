@@ -120,12 +120,22 @@ def _rollback_from_hosts(args, inventory, journal) -> int:
 def cmd_check(args) -> int:
     from ..inventory import load_inventory
     from ..plan import check_plan_against_inventory, load_plan
+    from . import checkview
+    from .verbosity import warning
     plan = load_plan(args.plan)
+    selected = None
     if args.inventory:
         inventory = load_inventory(args.inventory)
         reachable(inventory.hosts.values())
         check_plan_against_inventory(plan, inventory)
+        selected = {rollout.name: select_hosts(inventory, rollout.hosts, None) for rollout in plan.rollouts}
     print(f"{args.plan}: ok ({len(plan.rollouts)} rollouts, {len(plan.algorithms)} algorithms)")
+    for rollout in plan.rollouts:  # a preview, and what would keep the judge from significance
+        hosts = selected[rollout.name] if selected is not None else None
+        for line in checkview.stage_lines(rollout, hosts) if hosts is not None else ():
+            print(line)
+        for text in checkview.warnings(rollout, hosts):
+            warning(text)
     return errors.EXIT_OK
 
 

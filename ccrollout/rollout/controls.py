@@ -9,7 +9,7 @@ recorded in the journal with the stage.
 import random
 from collections.abc import Sequence
 
-from ..plan import Stage
+from ..plan import Stage, stage_batches
 
 # Without a size in the plan: as many controls as the stage has hosts, within these bounds
 # (the judge pools the controls, so a few dozen tell as much as thousands would).
@@ -23,6 +23,18 @@ def control_count(size: Stage | None, stage_hosts: int, all_hosts: int) -> int:
     if size is None:
         return min(max(stage_hosts, MIN_DEFAULT_CONTROLS), MAX_DEFAULT_CONTROLS)
     return size.batch_size(all_hosts) if size.size > 0 else 0
+
+
+def plan_stages(rollout, hosts: list[str], seed: str,
+                group_of: dict[str, str] | None = None) -> list[tuple[list[str], list[str]]]:
+    """Each stage's hosts and its controls, drawn from the hosts later stages change."""
+    batches = stage_batches(rollout.stages, hosts)
+    planned = []
+    for index, batch in enumerate(batches):
+        later = [name for later_batch in batches[index + 1:] for name in later_batch]
+        count = control_count(rollout.control, len(batch), len(hosts))
+        planned.append((batch, choose_controls(later, count, f"{seed}/{index + 1}", group_of)))
+    return planned
 
 
 def choose_controls(candidates: Sequence[str], count: int, seed: str,

@@ -15,7 +15,6 @@ from .. import build
 from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, HostFailed, InvalidInput
 from ..host import protocol
 from ..journal import HostsLocked, Journal
-from ..plan import stage_batches
 from ..status import HostStatus, RolloutStatus, StageOutcome
 from . import controls, diff
 from .reports import Result
@@ -73,13 +72,7 @@ class Runner(Rollbacks):
 
     def stage_plan(self, rollout, hosts: list[str], seed: str) -> list[tuple[list[str], list[str]]]:
         """Each stage's hosts and its controls, drawn from the hosts later stages change."""
-        batches = stage_batches(rollout.stages, hosts)
-        planned = []
-        for index, batch in enumerate(batches):
-            later = [name for later_batch in batches[index + 1:] for name in later_batch]
-            count = controls.control_count(rollout.control, len(batch), len(hosts))
-            planned.append((batch, controls.choose_controls(later, count, f"{seed}/{index + 1}", self.group_of)))
-        return planned
+        return controls.plan_stages(rollout, hosts, seed, self.group_of)
 
     def lease(self, rollout, stages_left: int) -> float:
         """A claim lasts for the rest of the rollout as planned, plus HOST_LEASE_SECONDS."""

@@ -108,7 +108,9 @@ def check(outcome: Outcome, allowed: set[int] = DOCUMENTED_EXITS) -> None:
     assert not outcome.failure, f"{outcome.failure}\n{context}"
     assert outcome.code in allowed, f"exit {outcome.code}, expected one of {sorted(allowed)}\n{context}"
     assert "Traceback" not in outcome.stderr and "internal error" not in outcome.stderr, context
-    if outcome.code == 3 or (outcome.stderr and outcome.code != 2):  # 2 is argparse's usage
+    if outcome.code == 0:  # a success may warn (check: a judge that cannot reach significance), no more
+        assert all(line.startswith("ccrollout: warning: ") for line in outcome.stderr.splitlines()), context
+    elif outcome.code == 3 or (outcome.stderr and outcome.code != 2):  # 2 is argparse's usage
         assert outcome.stderr.startswith("ccrollout: error: "), context
         assert outcome.stderr_size < 20_000, f"a message of {outcome.stderr_size} characters\n{context[:2000]}"
 
