@@ -27,7 +27,7 @@ from ccrollout.rollout import judge
 
 INTERVAL_SECONDS = 2
 BAKE_INTERVALS = 4       # bake 8 s
-BASELINE_INTERVALS = 2   # baseline 4 s
+BASELINE_INTERVALS = 3   # baseline 6 s (playbooks/lab-*.yaml)
 CONTROL_HOSTS = 2        # the lab's first stage: one canary, two hosts not yet changed
 
 SENT_PER_INTERVAL = (6000, 9000)

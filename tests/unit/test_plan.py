@@ -131,7 +131,7 @@ def test_repository_playbooks(name):
     assert rollout.hosts == "lab"
     assert [str(s) for s in rollout.stages] == ["1", "50%", "100%"]
     schedule = rollout.schedule
-    assert (schedule.baseline, schedule.settle, schedule.bake, schedule.interval) == (4, 2, 8, 2)
+    assert (schedule.baseline, schedule.settle, schedule.bake, schedule.interval) == (6, 2, 8, 2)
     assert rollout.limits == Limits(0.15, 0.10, 500, on_inconclusive="fail")
     assert rollout.on_failure == "rollback" and rollout.limits.max_fail_fraction == 0
     assert rollout.algorithm.source.parent.name in ("bpf", "fixtures")
