@@ -89,7 +89,8 @@ def build_parser(config=None) -> argparse.ArgumentParser:
                                 "under which congestion control (bcc)")
     fleet_options(trace)
     trace.add_argument("pattern", nargs="?", default="all", metavar="PATTERN").completer = host_patterns
-    trace.add_argument("--duration", default="10s", help="how long to trace (default 10s); it ends by itself")
+    trace.add_argument("--duration", default="10s", help="how long to trace (default 10s); it ends by itself. "
+                       "A host holds one of --forks all that time: more hosts than forks are traced in turn")
     trace.add_argument("--interval", default="2s", help="how often to report (default 2s)")
     trace.add_argument("--top", type=int, default=5, help="connections listed per host (default 5)")
 

@@ -48,10 +48,13 @@ def set_up(count: int, stream=None) -> logging.Logger:
     _handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(name)s: %(message)s", "%H:%M:%S"))
     logger.addHandler(_handler)
     logger.setLevel(level_for(count))
-    logger.propagate = False  # an embedding program's root handlers would print it twice
+    paramiko = logging.getLogger("paramiko")
+    for handler in [h for h in paramiko.handlers if getattr(h, "ccrollout_verbosity", False)]:
+        paramiko.removeHandler(handler)
     if count >= 3:  # paramiko's own account of the SSH handshake
-        logging.getLogger("paramiko").setLevel(logging.DEBUG)
-        logging.getLogger("paramiko").addHandler(_handler)
+        _handler.ccrollout_verbosity = True
+        paramiko.setLevel(logging.DEBUG)
+        paramiko.addHandler(_handler)
     return logger
 
 

@@ -99,14 +99,14 @@ class AgentSession:
         self._next_id += 1
         line = (json.dumps(protocol.message(message_id, self.target.state_dir, actions)) + "\n").encode()
         started = time.monotonic()
-        _log.debug("%s <- message %d: %s (%d bytes)", self.target.name, message_id,
+        _log.debug("to %s: message %d: %s (%d bytes)", self.target.name, message_id,
                    ", ".join(str(action.get("op")) for action in actions), len(line))
         try:
             answer = self._exchange(line, message_id, on_progress)
             if answer is None:  # the agent never started: which reason?
                 answer = self._after_agent_ended(line, message_id, on_progress)
             if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("%s -> answer %d in %.0f ms: %s (%d bytes)", self.target.name, message_id,
+                _log.debug("from %s: answer %d in %.0f ms: %s (%d bytes)", self.target.name, message_id,
                            (time.monotonic() - started) * 1000, _outcomes(answer), self._reply_bytes)
         except socket.timeout:
             self._stop_agent()
