@@ -172,8 +172,10 @@ def _read_file(path: str, warn: Callable[[str], None]) -> dict[str, tuple[str, i
         text = read_regular_text(path, MAX_CONFIG_BYTES)
     except UnreadableFile as exc:
         raise BadConfigFile(f"{path}: {exc}") from None
-    # No interpolation (a URL may hold %), and no DEFAULT section leaking into [defaults].
-    parser = configparser.ConfigParser(interpolation=None, strict=True, default_section="\0none")
+    # No interpolation (a URL may hold %), no DEFAULT section leaking into [defaults], and
+    # inline comments after " ;" only, as in ansible.cfg (a URL may hold #).
+    parser = configparser.ConfigParser(interpolation=None, strict=True, default_section="\0none",
+                                       inline_comment_prefixes=(";",))
     try:
         parser.read_string(text, source=path)
     except configparser.Error as exc:

@@ -76,11 +76,24 @@ def test_paths_in_the_file_are_relative_to_it_and_in_the_environment_to_the_cwd(
     assert load(places, {"CCROLLOUT_INVENTORY": "lab.ini"}).inventory == (str(cwd / "lab.ini"),)
 
 
+def test_the_readme_example_reads_as_documented(places):
+    cwd, _ = places
+    readme = (config.__file__.rsplit("/ccrollout/", 1)[0] + "/README.md")
+    text = open(readme).read()
+    example = text[text.index("```ini\n[defaults]") + len("```ini\n"):]
+    (cwd / "ccrollout.cfg").write_text(example[:example.index("```")])
+    settings = load(places)
+    assert settings.inventory == (str(cwd / "inventory/prod.ini"), str(cwd / "inventory/extra"))
+    assert (settings.forks, settings.timeout, settings.command_timeout) == (20, 5.0, 300.0)
+    assert settings.journal == os.path.expanduser("~/rollouts/journal.sqlite")
+    assert settings.notify == ("https://chat.example/hooks/ccrollout",)
+
+
 def test_notify_takes_commas_and_lines(places):
     cwd, _ = places
     (cwd / "ccrollout.cfg").write_text("[defaults]\nnotify = https://a.example/hook,\n"
-                                       "    http://b.example/x?y=%20\n")
-    assert load(places).notify == ("https://a.example/hook", "http://b.example/x?y=%20")
+                                       "    http://b.example/x?y=%20#top\n")
+    assert load(places).notify == ("https://a.example/hook", "http://b.example/x?y=%20#top")
 
 
 @pytest.mark.parametrize("line, named", [
