@@ -9,7 +9,7 @@ EXIT_CODES = """exit codes:
   4  build failed       5  a host refused or was unreachable; changed hosts were rolled back
   6  hosts need attention (rollback incomplete, the plan said hold, or status found drift)
   7  the lab could not be set up or torn down
-  70 a bug in ccrollout (CCROLLOUT_DEBUG=1 shows its traceback)   130  interrupted"""
+  70 a bug in ccrollout (CCROLLOUT_DEBUG=1 or -vvv shows its traceback)   130  interrupted"""
 
 
 def build_parser(config=None) -> argparse.ArgumentParser:

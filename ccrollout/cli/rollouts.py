@@ -141,7 +141,9 @@ def cmd_check(args) -> int:
 
 def cmd_history(args) -> int:
     from ..journal import default_path
-    if not args.journal and not os.path.lexists(default_path()):  # nothing recorded here yet
+    configured = getattr(getattr(args, "config", None), "journal", None)
+    if (not args.journal or args.journal == configured) and not os.path.lexists(args.journal or default_path()):
+        # nothing recorded here yet (a --journal typed on the command line must exist)
         if args.json:
             print("[]")
         return errors.EXIT_OK

@@ -217,3 +217,9 @@ def test_config_shows_each_setting_and_where_it_came_from(configured, monkeypatc
     assert "command_timeout = 120  (default)" in lines
     assert cli.main(["config", "--only-changed"]) == 0
     assert "command_timeout" not in capsys.readouterr().out
+
+
+def test_a_configured_journal_not_made_yet_is_an_empty_history(configured, capsys):
+    assert cli.main(["history", "--json"]) == errors.EXIT_OK
+    assert capsys.readouterr().out == "[]\n"
+    assert cli.main(["history", "--journal", str(configured / "other.sqlite")]) == errors.EXIT_INVALID_INPUT
