@@ -42,12 +42,14 @@ class BadVariable(UserError):
     exit_code = errors.EXIT_USAGE
 
 
-def _number(text: str, kind, low: float, high: float, what: str):
+def _number(text: str, kind, low: float, high: float, what: str, above_low: bool = False):
+    """TEXT as a KIND from LOW (or just above it) to HIGH; ValueError saying WHAT it must be."""
     try:
         value = kind(text.strip())
     except ValueError:
-        raise ValueError(f"must be {what}, not {text.strip()!r}") from None
-    if not low <= value <= high or value != value:  # NaN compares false to everything
+        value = None
+    # NaN compares false to everything, so it fails the range test too.
+    if value is None or not low <= value <= high or (above_low and value == low):
         raise ValueError(f"must be {what}, not {text.strip()!r}")
     return value
 
@@ -57,17 +59,11 @@ def _forks(text: str) -> int:
 
 
 def _timeout(text: str) -> float:
-    value = _number(text, float, 0, 3600, "seconds, more than 0 and at most 3600")
-    if value <= 0:
-        raise ValueError(f"must be seconds, more than 0 and at most 3600, not {text.strip()!r}")
-    return value
+    return _number(text, float, 0, 3600, "seconds, more than 0 and at most 3600", above_low=True)
 
 
 def _command_timeout(text: str) -> float:
-    value = _number(text, float, 0, 86400, "seconds, more than 0 and at most 86400 (a day)")
-    if value <= 0:
-        raise ValueError(f"must be seconds, more than 0 and at most 86400 (a day), not {text.strip()!r}")
-    return value
+    return _number(text, float, 0, 86400, "seconds, more than 0 and at most 86400 (a day)", above_low=True)
 
 
 def _items(text: str) -> list[str]:
@@ -102,7 +98,6 @@ def _urls(text: str) -> tuple[str, ...]:
 class Setting:
     key: str          # in [defaults]
     read: Callable    # text, base directory -> value; ValueError names what is wrong
-    default: object
     meaning: str
 
     @property
@@ -111,13 +106,13 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("inventory", _paths, None, "inventory files or directories, comma-separated (as -i)"),
-    Setting("forks", lambda text, base: _forks(text), 5, "hosts reached at once (as -f)"),
-    Setting("timeout", lambda text, base: _timeout(text), 10.0, "SSH connection timeout in seconds (as -T)"),
-    Setting("command_timeout", lambda text, base: _command_timeout(text), 120.0,
+    Setting("inventory", _paths, "inventory files or directories, comma-separated (as -i)"),
+    Setting("forks", lambda text, base: _forks(text), "hosts reached at once (as -f)"),
+    Setting("timeout", lambda text, base: _timeout(text), "SSH connection timeout in seconds (as -T)"),
+    Setting("command_timeout", lambda text, base: _command_timeout(text),
             "seconds a host may stay silent while it works on a request (as --command-timeout)"),
-    Setting("journal", lambda text, base: _path(text, base), None, "the rollout journal (as --journal)"),
-    Setting("notify", lambda text, base: _urls(text), (), "webhook URLs to tell of a rollout's events, "
+    Setting("journal", lambda text, base: _path(text, base), "the rollout journal (as --journal)"),
+    Setting("notify", lambda text, base: _urls(text), "webhook URLs to tell of a rollout's events, "
             "comma- or newline-separated"),
 )
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -126,7 +121,7 @@ SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 @dataclass(frozen=True)
 class Config:
     """The effective settings, and where each came from (DEFAULT, a variable's name, or
-    FILE:LINE)."""
+    FILE:LINE). The defaults here are the built-in ones (the timeouts are fleet.Timeouts')."""
 
     inventory: tuple[str, ...] | None = None
     forks: int = 5

@@ -28,6 +28,12 @@ def test_without_a_file_or_variables_the_defaults_hold(places):
     assert settings.path is None and settings.origin("forks") == config.DEFAULT
 
 
+def test_the_built_in_defaults_are_the_fleets():
+    from ccrollout.fleet import Timeouts
+    assert (config.Config().timeout, config.Config().command_timeout) == (Timeouts().connect, Timeouts().command)
+    assert {setting.key for setting in config.SETTINGS} == set(config.Config.__dataclass_fields__) - {"path", "origins"}
+
+
 def test_the_first_file_found_wins_and_no_other_is_read(places, tmp_path):
     cwd, home = places
     (home / ".ccrollout.cfg").write_text("[defaults]\nforks = 7\ntimeout = 3\n")
