@@ -77,7 +77,8 @@ def build_parser(config=None) -> argparse.ArgumentParser:
         journal_option(gate)
         gate.add_argument("rollout", nargs="?", metavar="ROLLOUT")
 
-    check = commands.add_parser("check", help="validate a plan without touching any host")
+    check = commands.add_parser("check", help="validate a plan without touching any host, warn of comparisons "
+                                "the judge can never make significant; with -i, each stage's hosts and controls")
     inventory_option(check, required=False)
     check.add_argument("plan", metavar="PLAN").completer = plan_files
 
@@ -122,9 +123,9 @@ def build_parser(config=None) -> argparse.ArgumentParser:
     journal_option(history)
     history.add_argument("--json", action="store_true")
 
-    shown = commands.add_parser("config", help="the settings of ccrollout.cfg and CCROLLOUT_* in effect, "
-                                "and where each came from")
-    shown.add_argument("--only-changed", action="store_true", help="only the settings not at their default")
+    settings = commands.add_parser("config", help="the settings of ccrollout.cfg and CCROLLOUT_* in effect, "
+                                   "and where each came from")
+    settings.add_argument("--only-changed", action="store_true", help="only the settings not at their default")
 
     lab = commands.add_parser("lab", help="the local lab fleet (network namespaces with sshd)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
