@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--journal", metavar="PATH")
     history.add_argument("--json", action="store_true")
 
+    report = commands.add_parser("report", help="draw a rollout's stages: the canaries against their "
+                                 "baseline and the control hosts, per metric, with the verdict")
+    report.add_argument("--journal", metavar="PATH", help="the rollout journal (SQLite)")
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="FILE.png (every stage in one image) or FILE.html (one page, the verdicts' "
+                             "reasons too); default ./report-ROLLOUT.html")
+    report.add_argument("rollout", nargs="?", metavar="ROLLOUT", help="the rollout (the last one by default)")
+
     lab = commands.add_parser("lab", help="the local lab fleet (network namespaces with sshd)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     up = lab_commands.add_parser("up", help="create (or complete) the lab")
