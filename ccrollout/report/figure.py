@@ -76,10 +76,11 @@ def _draw_metric(axes, stage: StageEvidence, metric, canaries: list[str]) -> Non
 
     for label, color, phase_points in _canary_series(stage, metric, canaries):
         if phase_points[BASELINE]:
-            axes.plot(*scaled(phase_points[BASELINE]), color=color, linestyle="--", marker=".", alpha=0.7,
-                      label=f"{label}: baseline")
+            axes.plot(*scaled(phase_points[BASELINE]), color=color, linestyle="--", marker=".", alpha=0.8,
+                      label=f"{label}: baseline", zorder=3)  # over the controls, which it often matches
         if phase_points[BAKE]:
-            axes.plot(*scaled(phase_points[BAKE]), color=color, linewidth=2, marker="o", label=f"{label}: bake")
+            axes.plot(*scaled(phase_points[BAKE]), color=color, linewidth=2, marker="o", label=f"{label}: bake",
+                      zorder=3)
     median, low, high = stage.control_points(metric)
     if median:
         axes.fill_between(scaled(low)[0], scaled(low)[1], scaled(high)[1], color=CONTROL_COLOR, alpha=0.15,
