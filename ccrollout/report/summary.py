@@ -32,8 +32,10 @@ def shown(metric: Metric, value) -> str:
 
 
 def p_value(value) -> str:
+    if value is None:  # the judge runs no test when the rise is within the limit
+        return "no test needed"
     value = number(value)
-    return "no test needed" if value is None else f"p={value:.3g}"
+    return "p=?" if value is None else f"p={value:.3g}"
 
 
 def _reference(metric: Metric, name: str, figures) -> str | None:

@@ -194,3 +194,19 @@ def test_the_canary_tells_each_interval_with_each_hosts_role():
         assert elapsed > 0 and math.isfinite(elapsed)
         assert {host: role for host, (role, _) in figures.items()} == {"c1": "canary", "k1": "control"}
         assert figures["c1"][1] == Window(100, 1)
+
+
+def test_odd_verdict_figures_from_an_edited_journal_are_shown_as_unknown_never_a_crash(tmp_path):
+    odd = {"stage": 1, "hosts": ["lab1"], "outcome": "fail", "reasons": "not a list",
+           "figures": {"lab1": {"retransmit_ratio": 0.2, "sent": 1, "outcome": ["?"], "baseline": "x",
+                                "metrics": {"retransmit_ratio": {"canary_median": "high", "limit": {"a": 1},
+                                                                 "baseline": [], "control": {"p_value": "0"}},
+                                            "goodput": 7}}}}
+    events = [{"time": T0 + 2, "stage": 1, "kind": kind, "data": data}
+              for _, _, kind, data in stage_events()[2:5]] + [{"time": T0 + 3, "stage": 1, "kind": "verdict",
+                                                               "data": odd}]
+    for kind in ("png", "html"):
+        assert report.render(kind, "rollout $r1$", "story", events)
+    (stage,) = report.stages(events)
+    (ratio_axes, *_) = figure.draw_one_stage(stage).axes
+    assert "lab1 ?: median ?, limit {'a': 1}, controls ? p=?" in ratio_axes.get_title(loc="left")
