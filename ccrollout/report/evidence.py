@@ -74,8 +74,23 @@ def stages(events: list[dict]) -> list[StageEvidence]:
         elif event["kind"] == "verdict":
             found.setdefault(event["stage"], StageEvidence(event["stage"])).verdict = event["data"]
     for number, stage in found.items():
-        _place(stage, recorded.get(number, []))
+        _place(stage, last_run(recorded.get(number, [])))
     return [found[number] for number in sorted(found)]
+
+
+def last_run(events: list[dict]) -> list[dict]:
+    """The intervals of the stage's last run: a resumed rollout bakes the stage its controller
+    died in again, and only that run led to the verdict."""
+    runs: list[list[dict]] = []
+    previous = None
+    for event in events:
+        data = event["data"]
+        begins = data["index"] == 1 and (data["phase"] == BASELINE or previous in (None, BAKE))
+        if begins or not runs:
+            runs.append([])
+        runs[-1].append(event)
+        previous = data["phase"]
+    return runs[-1] if runs else []
 
 
 def _place(stage: StageEvidence, events: list[dict]) -> None:

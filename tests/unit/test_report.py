@@ -210,3 +210,13 @@ def test_odd_verdict_figures_from_an_edited_journal_are_shown_as_unknown_never_a
     (stage,) = report.stages(events)
     (ratio_axes, *_) = figure.draw_one_stage(stage).axes
     assert "lab1 ?: median ?, limit {'a': 1}, controls ? p=?" in ratio_axes.get_title(loc="left")
+
+
+def test_a_stage_baked_again_after_a_resume_is_drawn_from_its_last_run():
+    first_run = [{"time": moment, "stage": stage, "kind": kind, "data": data}
+                 for moment, stage, kind, data in stage_events()[:3]]  # died in the bake
+    again = [{"time": moment + 600, "stage": stage, "kind": kind, "data": data}
+             for moment, stage, kind, data in stage_events()[:6]]
+    (stage, ) = report.stages(first_run + again)
+    assert [(i.phase, i.x) for i in stage.intervals] == [
+        ("baseline", 2.0), ("baseline", 4.0), ("bake", 12.0), ("bake", 14.0), ("bake", 16.0)]
