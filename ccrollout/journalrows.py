@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .host import protocol
-from .status import ChangeState, RolloutStatus, StageOutcome
+from .status import ChangeState, HostRole, RolloutStatus, StageOutcome, StagePhase
 
 ROLLOUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # the plan schema's
 MAX_NAME = 1024
@@ -179,8 +179,6 @@ def _gate_event(where: str, data: dict) -> None:
         _name(where, "by", data["by"])
 
 
-PHASES = ("baseline", "bake")
-ROLES = ("canary", "control")
 MAX_FIGURE = 1e18  # far beyond any counter a host reports in one interval, or any RTT in ms
 MAX_INTERVAL_HOSTS = 100_000
 
@@ -194,8 +192,7 @@ def _figure(where: str, field: str, value: Any) -> None:
 
 
 def _interval_event(where: str, data: dict) -> None:
-    if data.get("phase") not in PHASES:
-        _fail(where, "phase", data.get("phase"), "baseline or bake")
+    _one_of(where, "phase", data.get("phase"), StagePhase)
     _whole(where, "index", data.get("index"), 1, 1 << 31)
     _figure(where, "elapsed", data.get("elapsed"))
     hosts = data.get("hosts")
@@ -205,8 +202,7 @@ def _interval_event(where: str, data: dict) -> None:
         _name(where, "hosts", host)
         if not isinstance(figures, dict) or len(figures) > 64:
             _fail(where, "hosts", figures, "a host's figures")
-        if figures.get("role") not in ROLES:
-            _fail(where, "role", figures.get("role"), "canary or control")
+        _one_of(where, "role", figures.get("role"), HostRole)
         for field, value in figures.items():
             if field != "role":
                 _figure(where, str(field)[:40], value)

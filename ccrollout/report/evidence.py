@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from ..rollout.judge import Window
 from ..rollout.metrics import METRICS, Metric
+from ..status import HostRole, StagePhase
 
-CANARY, CONTROL = "canary", "control"
-BASELINE, BAKE = "baseline", "bake"
+CANARY, CONTROL = HostRole.CANARY, HostRole.CONTROL
+BASELINE, BAKE = StagePhase.BASELINE, StagePhase.BAKE
 WINDOW_FIELDS = tuple(f.name for f in dataclasses.fields(Window))
 
 Points = list[tuple[float, float]]  # (seconds from the stage's start, value)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..schedule import Schedule
+from ..status import HostRole, StagePhase
 from . import judge
 
 
@@ -35,7 +36,6 @@ Sampler = Callable[[list[str]], tuple[dict[str, Sample], dict[str, str]]]
 # (phase, index from 1, seconds since the phase began, {host: (role, window)}): each interval's
 # figures as they come, for the journal to keep
 OnInterval = Callable[[str, int, float, dict[str, tuple[str, judge.Window]]], None]
-CANARY, CONTROL = "canary", "control"  # a host's role in a stage
 
 
 def growth(start: judge.Window, end: judge.Window) -> judge.Window:
@@ -81,7 +81,8 @@ class Recorder:
 
 
 def with_roles(windows: dict[str, judge.Window], controls) -> dict[str, tuple[str, judge.Window]]:
-    return {host: (CONTROL if host in controls else CANARY, window) for host, window in windows.items()}
+    return {host: (HostRole.CONTROL if host in controls else HostRole.CANARY, window)
+            for host, window in windows.items()}
 
 
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
@@ -100,7 +101,7 @@ def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
         windows = recorder.step()
         index += 1
         if on_interval:
-            on_interval("baseline", index, time.monotonic() - started, with_roles(windows, controls))
+            on_interval(StagePhase.BASELINE, index, time.monotonic() - started, with_roles(windows, controls))
     return recorder.of(hosts)
 
 
@@ -129,7 +130,7 @@ def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedu
         windows = recorder.step()
         intervals += 1
         if on_interval:
-            on_interval("bake", intervals, time.monotonic() - started, with_roles(windows, watched.controls))
+            on_interval(StagePhase.BAKE, intervals, time.monotonic() - started, with_roles(windows, watched.controls))
         verdict = judge.judge(
             canaries=recorder.of(watched.changed), baselines=watched.baselines,
             controls=recorder.of(watched.controls), limits=limits,

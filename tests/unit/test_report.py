@@ -153,11 +153,11 @@ def test_report_errors_are_one_line_with_their_exit_code(recorded, tmp_path, cap
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda data: data["hosts"]["lab1"].update(role="boss"), "role 'boss' is not canary or control"),
+    (lambda data: data["hosts"]["lab1"].update(role="boss"), "role 'boss' is not one of canary, control"),
     (lambda data: data["hosts"]["lab1"].update(sent=-1), "sent -1 is not a finite number"),
     (lambda data: data["hosts"]["lab1"].update(srtt_ms=float("inf")), "srtt_ms inf is not a finite number"),
     (lambda data: data.update(elapsed=float("nan")), "elapsed nan is not a finite number"),
-    (lambda data: data.update(phase="later"), "phase 'later' is not baseline or bake"),
+    (lambda data: data.update(phase="later"), "phase 'later' is not one of baseline, bake"),
     (lambda data: data.update(hosts=["lab1"]), "hosts ['lab1'] is not a mapping"),
 ])
 def test_a_tampered_interval_is_one_journal_error(tmp_path, change, message):
