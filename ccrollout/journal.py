@@ -8,6 +8,7 @@ been changed.
 """
 
 import functools
+import getpass
 import json
 import os
 import socket
@@ -36,6 +37,21 @@ def default_path() -> Path:
     base = os.environ.get("CCROLLOUT_HOME") or os.path.join(
         os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "ccrollout")
     return Path(base) / "journal.sqlite"
+
+
+def operator() -> str:
+    """Who runs this command, as user@machine, for the history."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a uid with no name (a container's user)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:journalrows.MAX_NAME]
+
+
+def _one_line(text: str) -> str:
+    """TEXT as the journal's checks take it back: printable, one line, bounded."""
+    line = "".join(char if char.isprintable() else " " for char in (text.splitlines() or [""])[0])
+    return line[:journalrows.MAX_NAME]
 
 
 def _reported(method):
@@ -75,8 +91,11 @@ class Journal:
         self._db.execute("BEGIN IMMEDIATE")  # other controllers wait here, not in between
         try:
             self._refuse_if_locked(hosts)
+            now = time.time()
             self._db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                             (rollout_id, plan, rollout, algorithm, digest, time.time(), RolloutStatus.RUNNING))
+                             (rollout_id, plan, rollout, algorithm, digest, now, RolloutStatus.RUNNING))
+            self._db.execute("INSERT INTO events VALUES (?, ?, NULL, 'started', ?)",
+                             (rollout_id, now, json.dumps({"by": operator()})))
             self._db.executemany("INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
                                  [(host, rollout_id, socket.gethostname(), os.getpid(), time.time())
                                   for host in hosts])
@@ -131,9 +150,21 @@ class Journal:
                               for host in hosts])
 
     @_reported
-    def finish_rollout(self, rollout_id: str, status: str) -> None:
-        self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?",
-                         (time.time(), status, rollout_id))
+    def finish_rollout(self, rollout_id: str, status: str, note: str = "", by_hand: bool = False) -> None:
+        """The rollout's end (a rollback by hand may end it again): its row says the last
+        one, and an event each, with who ended it and how, so the history can tell the story."""
+        now = time.time()
+        ended = {"status": str(status), "by": operator(), "by_hand": by_hand, "note": _one_line(note)}
+        self._db.execute("BEGIN IMMEDIATE")  # the row and its event together
+        try:
+            self._db.execute("UPDATE rollouts SET finished = ?, status = ? WHERE id = ?", (now, status, rollout_id))
+            self._db.execute("INSERT INTO events VALUES (?, ?, NULL, 'finished', ?)",
+                             (rollout_id, now, json.dumps(ended, sort_keys=True)))
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     @_reported
     def intend(self, rollout_id: str, hosts: list[str], stage: int, algorithm: str, digest: str) -> dict[str, int]:
@@ -190,7 +221,10 @@ class Journal:
         return [c for c in changes if states is None or c.state in states]
 
     @_reported
-    def events(self, rollout_id: str) -> list[dict]:
-        rows = self._db.execute("SELECT time, stage, kind, data FROM events WHERE rollout_id = ?"
-                                " ORDER BY time", (rollout_id,)).fetchall()
+    def events(self, rollout_id: str, kinds: tuple[str, ...] | None = None) -> list[dict]:
+        """The rollout's events, oldest first; only those of KINDS when given (a rollout's
+        interval events are many: most readers need none of them)."""
+        wanted = "" if kinds is None else f" AND kind IN ({', '.join('?' * len(kinds))})"
+        rows = self._db.execute("SELECT time, stage, kind, data FROM events WHERE rollout_id = ?" + wanted
+                                + " ORDER BY time", (rollout_id, *(kinds or ()))).fetchall()
         return [journalrows.event(row, rollout_id) for row in rows]

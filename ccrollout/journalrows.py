@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .host import protocol
-from .status import ChangeState, RolloutStatus, StageOutcome
+from .status import ChangeState, HostRole, RolloutStatus, StageOutcome, StagePhase
 
 ROLLOUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # the plan schema's
 MAX_NAME = 1024
@@ -124,7 +124,7 @@ def controller(where: str, machine: Any, pid: Any) -> tuple[str, int]:
 
 def event(row: tuple, rollout: str) -> dict:
     """An events row as {time, stage, kind, data}, its data parsed and, for the kinds the
-    controller reads back (plan, verdict, promote, abort), checked."""
+    controller reads back (plan, verdict, promote, abort, interval, started, finished), checked."""
     moment, stage, kind, text = row
     where = f"events row of rollout {rollout} ({str(kind)[:20]!r})"
     _time(where, "time", moment)
@@ -179,4 +179,50 @@ def _gate_event(where: str, data: dict) -> None:
         _name(where, "by", data["by"])
 
 
-_EVENT_CHECKS = {"plan": _plan_event, "verdict": _verdict_event, "promote": _gate_event, "abort": _gate_event}
+MAX_FIGURE = 1e18  # far beyond any counter a host reports in one interval, or any RTT in ms
+MAX_INTERVAL_HOSTS = 100_000
+
+
+def _figure(where: str, field: str, value: Any) -> None:
+    """One number of a host's window: None (unknown), or finite, not negative, bounded."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_FIGURE:
+        _fail(where, field, value, f"a finite number from 0 to {MAX_FIGURE:g}")
+
+
+def _interval_event(where: str, data: dict) -> None:
+    _one_of(where, "phase", data.get("phase"), StagePhase)
+    _whole(where, "index", data.get("index"), 1, 1 << 31)
+    _figure(where, "elapsed", data.get("elapsed"))
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict) or len(hosts) > MAX_INTERVAL_HOSTS:
+        _fail(where, "hosts", hosts, f"a mapping of at most {MAX_INTERVAL_HOSTS} hosts to figures")
+    for host, figures in hosts.items():
+        _name(where, "hosts", host)
+        if not isinstance(figures, dict) or len(figures) > 64:
+            _fail(where, "hosts", figures, "a host's figures")
+        _one_of(where, "role", figures.get("role"), HostRole)
+        for field, value in figures.items():
+            if field != "role":
+                _figure(where, str(field)[:40], value)
+        _whole(where, "sent", figures.get("sent"), 0, 1 << 62)
+        _whole(where, "retransmitted", figures.get("retransmitted"), 0, 1 << 62)
+
+
+def _ended_event(where: str, data: dict) -> None:
+    _one_of(where, "status", data.get("status"), RolloutStatus)
+    _name(where, "by", data.get("by"))
+    if not isinstance(data.get("by_hand"), bool):
+        _fail(where, "by_hand", data.get("by_hand"), "true or false")
+    note = data.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NAME or not note.isprintable():
+        _fail(where, "note", note, f"printable text of at most {MAX_NAME} characters")
+
+
+def _started_event(where: str, data: dict) -> None:
+    _name(where, "by", data.get("by"))
+
+
+_EVENT_CHECKS = {"plan": _plan_event, "verdict": _verdict_event, "promote": _gate_event, "abort": _gate_event,
+                 "interval": _interval_event, "started": _started_event, "finished": _ended_event}

@@ -52,3 +52,13 @@ class StageOutcome(StrEnum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     UNCHANGED = "unchanged"   # nothing to change in the stage, so nothing was baked
+
+
+class HostRole(StrEnum):  # a host's part in a stage, as the journal's interval events record it
+    CANARY = "canary"     # changed in the stage
+    CONTROL = "control"   # compared with, not changed
+
+
+class StagePhase(StrEnum):  # when a stage's interval was sampled
+    BASELINE = "baseline"   # before the change
+    BAKE = "bake"           # after the change and the settle

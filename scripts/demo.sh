@@ -1,7 +1,8 @@
 #!/bin/bash
 # The main job against the local lab: a good control promoted through every
 # stage, rolled back by hand, then a broken one caught and rolled back at its
-# first stage. Leaves the machine as it found it (KEEP_LAB=1 keeps the lab up).
+# first stage; then each rollout's report (.demo/report-*.png, .demo/report.html).
+# Leaves the machine as it found it (KEEP_LAB=1 keeps the lab up).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ccrollout=.venv/bin/ccrollout
@@ -30,6 +31,7 @@ step "ccrollout apply playbooks/lab-reno.yaml   (expect: promoted through every 
 status=$?
 echo "exit code $status"
 [ "$status" = 0 ] || exit 1
+good="$("$ccrollout" history --json | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)[-1]["id"])')"
 "$ccrollout" facts -i "$inventory" lab
 
 step "ccrollout trace lab1:lab2 --duration 4s   (lab1 drops 3 % of its packets: which connections retransmit?)"
@@ -50,3 +52,8 @@ echo "exit code $status (1 = a canary failed and was rolled back)"
 
 step "ccrollout history"
 "$ccrollout" history
+
+step "ccrollout report   (each rollout's evidence: the canary against its baseline and its control hosts)"
+"$ccrollout" report -o "$CCROLLOUT_HOME/report-good.png" "$good" || exit 1
+"$ccrollout" report -o "$CCROLLOUT_HOME/report-broken.png" || exit 1
+"$ccrollout" report -o "$CCROLLOUT_HOME/report.html" || exit 1

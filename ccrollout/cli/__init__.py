@@ -13,6 +13,7 @@ from .configcmd import cmd_config
 from .hostcmds import cmd_facts, cmd_inventory, cmd_status, cmd_trace, cmd_vmlinux
 from .labcmd import cmd_lab
 from .parser import EXIT_CODES, build_parser
+from .reportcmd import cmd_report
 from .rollouts import cmd_apply, cmd_check, cmd_gate, cmd_history, cmd_resume, cmd_rollback
 
 __all__ = ["COMMANDS", "EXIT_CODES", "main"]
@@ -21,7 +22,8 @@ __all__ = ["COMMANDS", "EXIT_CODES", "main"]
 COMMANDS = {"apply": cmd_apply, "rollback": cmd_rollback, "check": cmd_check, "facts": cmd_facts,
             "status": cmd_status, "trace": cmd_trace, "resume": cmd_resume, "promote": cmd_gate,
             "abort": cmd_gate, "config": cmd_config,
-            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab, "vmlinux": cmd_vmlinux}
+            "inventory": cmd_inventory, "history": cmd_history, "lab": cmd_lab, "vmlinux": cmd_vmlinux,
+            "report": cmd_report}
 
 
 def main(argv=None) -> int:

@@ -127,6 +127,14 @@ def build_parser(config=None) -> argparse.ArgumentParser:
                                    "and where each came from")
     settings.add_argument("--only-changed", action="store_true", help="only the settings not at their default")
 
+    report = commands.add_parser("report", help="draw a rollout's stages: the canaries against their "
+                                 "baseline and the control hosts, per metric, with the verdict")
+    journal_option(report)
+    report.add_argument("-o", "--output", metavar="FILE",
+                        help="FILE.png (every stage in one image) or FILE.html (one page, the verdicts' "
+                             "reasons too); default ./report-ROLLOUT.html")
+    report.add_argument("rollout", nargs="?", metavar="ROLLOUT", help="the rollout (the last one by default)")
+
     lab = commands.add_parser("lab", help="the local lab fleet (network namespaces with sshd)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     up = lab_commands.add_parser("up", help="create (or complete) the lab")

@@ -147,19 +147,27 @@ def cmd_history(args) -> int:
         if args.json:
             print("[]")
         return errors.EXIT_OK
+    from .. import story
     journal = open_journal(args.journal, "read")
     rollouts = journal.rollouts()
+    told = {}  # rollout id -> (its events, its story)
+    for rollout in rollouts:
+        events = journal.events(rollout["id"], story.STORY_KINDS)
+        told[rollout["id"]] = events, story.tell(rollout, events)
     if args.json:
         for rollout in rollouts:
+            events, tale = told[rollout["id"]]
+            rollout.update(operator=tale.operator, ended=tale.ended, duration=tale.duration, story=tale.text)
             rollout["changes"] = [dataclasses.asdict(change) for change in journal.changes(rollout["id"])]
-            rollout["verdicts"] = [e["data"] for e in journal.events(rollout["id"]) if e["kind"] == "verdict"]
+            rollout["verdicts"] = [e["data"] for e in events if e["kind"] == "verdict"]
         from .. import jsontext
         print(jsontext.dumps(rollouts, indent=2))  # strict JSON (a p-value may be NaN), whole
         return errors.EXIT_OK
-    lines = []  # all read (and checked) before the first is printed
+    lines = [story.HEADER] if rollouts else []  # all read (and checked) before the first is printed
     for rollout in rollouts:
-        lines.append(f"{rollout['id']}  {rollout['status']:<12} {rollout['algorithm']:<16} {rollout['plan']}")
-        for event in journal.events(rollout["id"]):
+        events, tale = told[rollout["id"]]
+        lines += [story.row(rollout, tale), f"    {tale.text}"]
+        for event in events:
             if event["kind"] != "verdict":
                 continue
             verdict = event["data"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..schedule import Schedule
+from ..status import HostRole, StagePhase
 from . import judge
 
 # -v: each host's figures per interval and the judge's comparisons (the CLI sets the level).
@@ -36,6 +37,9 @@ class Sample:
 
 # hosts -> (a sample of each host that answered, the error of each that did not)
 Sampler = Callable[[list[str]], tuple[dict[str, Sample], dict[str, str]]]
+# (phase, index from 1, seconds since the phase began, {host: (role, window)}): each interval's
+# figures as they come, for the journal to keep
+OnInterval = Callable[[str, int, float, dict[str, tuple[str, judge.Window]]], None]
 
 
 def growth(start: judge.Window, end: judge.Window) -> judge.Window:
@@ -56,13 +60,17 @@ class Recorder:
         self._last, errors = sampler(self.hosts)
         self.unreachable.update(errors)
 
-    def step(self) -> None:
+    def step(self) -> dict[str, judge.Window]:
+        """Sample once; the new window of each host that answered twice in a row."""
         latest, errors = self.sampler(self.hosts)
         self.unreachable.update(errors)
+        windows = {}
         for host, reading in latest.items():
             if host in self._last:
-                self.series[host].append(self._window(host, self._last[host], reading))
+                windows[host] = self._window(host, self._last[host], reading)
+                self.series[host].append(windows[host])
         self._last.update(latest)
+        return windows
 
     def _window(self, host: str, start: Sample, end: Sample) -> judge.Window:
         control = self.focus.get(host)
@@ -98,17 +106,29 @@ def _log_comparisons(verdict: judge.Verdict) -> None:
                       comparison.reference_intervals, p_value, comparison.smallest_p_value, host.outcome)
 
 
+def with_roles(windows: dict[str, judge.Window], controls) -> dict[str, tuple[str, judge.Window]]:
+    return {host: (HostRole.CONTROL if host in controls else HostRole.CANARY, window)
+            for host, window in windows.items()}
+
+
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
-                     progress=lambda text: None) -> dict[str, judge.Series]:
-    """Each host's intervals over the schedule's baseline, before anything changes."""
+                     progress=lambda text: None, on_interval: OnInterval | None = None,
+                     controls=()) -> dict[str, judge.Series]:
+    """Each host's intervals over the schedule's baseline, before anything changes; those of
+    HOSTS in CONTROLS are told to ON_INTERVAL as control hosts, the others as canaries."""
     if schedule.baseline <= 0:
         return {}
     recorder = Recorder(sampler, hosts)
-    deadline = time.monotonic() + schedule.baseline
+    started = time.monotonic()
+    deadline = started + schedule.baseline
+    index = 0
     while (remaining := deadline - time.monotonic()) > 0.05:
         time.sleep(min(schedule.interval, remaining))
-        recorder.step()
+        windows = recorder.step()
         recorder.log_last_interval("baseline")
+        index += 1
+        if on_interval:
+            on_interval(StagePhase.BASELINE, index, time.monotonic() - started, with_roles(windows, controls))
     return recorder.of(hosts)
 
 
@@ -123,7 +143,7 @@ class Bake:
 
 
 def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedule,
-         progress=lambda text: None) -> judge.Verdict:
+         progress=lambda text: None, on_interval: OnInterval | None = None) -> judge.Verdict:
     """Watch for the schedule's bake, and longer, an interval at a time, while the plan
     allows and more data could decide."""
     focus = {host: watched.new_control for host in watched.changed} if watched.new_control else None
@@ -134,9 +154,11 @@ def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedu
     intervals = 0
     while True:
         time.sleep(max(0.0, min(schedule.interval, deadline - time.monotonic())))
-        recorder.step()
+        windows = recorder.step()
         recorder.log_last_interval("bake")
         intervals += 1
+        if on_interval:
+            on_interval(StagePhase.BAKE, intervals, time.monotonic() - started, with_roles(windows, watched.controls))
         verdict = judge.judge(
             canaries=recorder.of(watched.changed), baselines=watched.baselines,
             controls=recorder.of(watched.controls), limits=limits,

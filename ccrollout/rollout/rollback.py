@@ -90,7 +90,8 @@ class Rollbacks(HostsInPlay):
         left = len(self.journal.changes(rollout_id, PENDING))
         status = (RolloutStatus.FAILED if not undone else RolloutStatus.PARTLY_ROLLED_BACK if left
                   else RolloutStatus.ROLLED_BACK)
-        self.journal.finish_rollout(rollout_id, status)
+        self.journal.finish_rollout(rollout_id, status, by_hand=True,
+                                    note=f"rollback of {len(changes)} hosts" + (f", {left} others keep it" if left else ""))
         if status == RolloutStatus.ROLLED_BACK:
             # a dead controller's claims too: on every host the rollout ever changed
             self.release(rollout_id, sorted({c.host for c in self.journal.changes(rollout_id)} & set(self.targets)))

@@ -56,7 +56,7 @@ class Runner(Rollbacks):
         rollout_id = self.journal.start_rollout(plan_path, rollout.name, built.name, built.digest, hosts)
         refused = self.claim(rollout_id, plan[0][0], self.lease(rollout, len(plan)))
         if refused:
-            self.journal.finish_rollout(rollout_id, RolloutStatus.REFUSED)
+            self.journal.finish_rollout(rollout_id, RolloutStatus.REFUSED, "another controller holds its hosts")
             self.release(rollout_id, plan[0][0])
             raise HostsLocked("another controller holds these hosts; nothing was changed:\n  "
                               + "\n  ".join(refused.values()))
@@ -92,7 +92,7 @@ class Runner(Rollbacks):
                              + "\n  ".join(refusals.values()))
 
     def finish(self, rollout_id: str, result: Result) -> Result:
-        self.journal.finish_rollout(rollout_id, result.status)
+        self.journal.finish_rollout(rollout_id, result.status, result.message)
         if result.status in (RolloutStatus.COMPLETED, RolloutStatus.ROLLED_BACK, RolloutStatus.ABORTED):
             # held or failed rollouts keep their hosts until rolled back
             self.release(rollout_id, [name for name in self.targets if self.reports[name].stage is not None])
@@ -107,7 +107,7 @@ class Runner(Rollbacks):
             raise InvalidInput(f"rollout {rollout_id} put {recorded['algorithm']} {recorded['digest'][:12]} on "
                                f"its hosts, but the plan now builds {built.digest[:12]}: roll it back instead")
         hosts = list(self.targets)
-        events = self.journal.events(rollout_id)
+        events = self.journal.events(rollout_id, ("plan", "verdict"))
         planned = next((e["data"]["stages"] for e in events if e["kind"] == "plan"), None)
         plan = ([(stage["hosts"], stage["controls"]) for stage in planned] if planned
                 else self.stage_plan(rollout, hosts, seed=f"{rollout.name}/{built.digest}"))
@@ -210,7 +210,8 @@ class Runner(Rollbacks):
 
     def wait_for_operator(self, rollout_id: str, stage: int) -> str:
         """The plan's manual gate: 'promote' or 'abort', as `ccrollout promote|abort` records it."""
-        seen = len(self.journal.events(rollout_id))
+        gates = ("promote", "abort")
+        seen = len(self.journal.events(rollout_id, gates))
         self.journal.set_status(rollout_id, RolloutStatus.PAUSED)
         self.journal.event(rollout_id, stage, "paused", {})
         self.progress(f"  paused after stage {stage}: `ccrollout promote {rollout_id}` goes on, "
@@ -222,7 +223,7 @@ class Runner(Rollbacks):
                 for name, error in self.claim(rollout_id, touched).items():
                     self.progress(f"  {name}: claim not renewed ({error})")
                 renewed = time.monotonic()
-            for event in self.journal.events(rollout_id)[seen:]:
+            for event in self.journal.events(rollout_id, gates)[seen:]:
                 if event["kind"] in ("promote", "abort"):
                     self.journal.set_status(rollout_id, RolloutStatus.RUNNING)
                     self.progress(f"  {event['kind']}d by {event['data'].get('by', 'an operator')}")

@@ -5,6 +5,8 @@ controller (hosts, journal, reports, rollback) it asks the runner for.
 """
 
 import base64
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -74,7 +76,8 @@ class StageRun:
         runner, context = self.runner, self.context
         in_place = all(runner.already_in_place(name, context.built, context.rollout) for name in context.hosts)
         baselines = {} if in_place else canary.measure_baseline(
-            runner.sampler, context.hosts + context.controls, context.schedule, runner.progress)
+            runner.sampler, context.hosts + context.controls, context.schedule, runner.progress,
+            on_interval=self.record_interval, controls=context.controls)
         error = self.change()
         if error:
             runner.progress(f"  {error}")
@@ -89,7 +92,8 @@ class StageRun:
         if context.schedule.settle > 0:
             time.sleep(context.schedule.settle)  # let connections opened before the change finish
         watched = canary.Bake(context.hosts, controls, baselines, new_control=context.built.name)
-        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.progress)
+        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.progress,
+                              on_interval=self.record_interval)
         self.record_verdict({"stage": context.number, "hosts": context.hosts, "controls": controls,
                              "outcome": verdict.outcome, "reasons": list(verdict.reasons),
                              "source": context.rollout.health_source, "figures": figures(verdict)})
@@ -112,6 +116,14 @@ class StageRun:
             return runner.result(context.rollout_id, RolloutStatus.HELD, EXIT_NEEDS_ATTENTION,
                                  message + "; holding as the plan says")
         return runner.end_in_rollback(context, message, EXIT_ROLLED_BACK)
+
+    def record_interval(self, phase: str, index: int, elapsed: float, figures: dict) -> None:
+        """Every interval's figures go to the journal, for the report to draw."""
+        hosts = {host: {"role": role, **{key: None if isinstance(value, float) and not math.isfinite(value) else value
+                                         for key, value in dataclasses.asdict(window).items()}}
+                 for host, (role, window) in figures.items()}  # no NaN: the journal is strict JSON when read
+        self.runner.journal.event(self.context.rollout_id, self.context.number, "interval",
+                                  {"phase": phase, "index": index, "elapsed": round(elapsed, 3), "hosts": hosts})
 
     def record_verdict(self, record: dict) -> None:
         self.context.done.verdicts.append(record)

@@ -50,9 +50,11 @@ def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal
         assert "ccr_reno" not in host_state(host)["controls"]
     assert_gone("ccr_reno")
     assert lab.transfer("lab2", 0.5)["congestion"] == before["lab2"]
+    (told,) = json.loads(ccrollout(journal_home, "history", "--json").stdout)
+    assert told["story"].startswith("completed all 3 stages, then rolled back by hand by ")
 
 
-def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home):
+def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home, tmp_path):
     before = {host: default_of(host) for host in HOSTS}
     applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, "playbooks/lab-broken.yaml")
     assert applied.returncode == 1, applied.stderr + applied.stdout
@@ -68,6 +70,7 @@ def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home):
     assert figures["outcome"] == "fail" and figures["retransmit_ratio"] > 0.15 and figures["sent"] > 0
     assert figures["control"]["median"] < 0.05 and figures["control"]["intervals"] >= 3
     assert "stage 1: fail" in ccrollout(journal_home, "history").stdout
+    assert_evidence_is_kept_and_drawn(journal_home, summary["rollout"], tmp_path / "report.png")
     for host in ("lab2", "lab3"):
         assert summary["hosts"][host]["status"] == "untouched"
         assert set(summary["hosts"][host]["phases"]) == {"gather"}
@@ -77,6 +80,29 @@ def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home):
         assert default_of(host) == before[host]
         assert host_state(host)["controls"] == {}
     assert_gone("ccr_broken")
+
+
+def assert_evidence_is_kept_and_drawn(journal_home: Path, rollout_id: str, png: Path) -> None:
+    """Every interval of the stage is in the journal, per host with its role, and the report
+    draws them; history tells how the rollout ended."""
+    from ccrollout.journal import Access, Journal
+    journal = Journal(journal_home / "journal.sqlite", Access.READ)
+    try:
+        intervals = [event["data"] for event in journal.events(rollout_id, ("interval",))]
+    finally:
+        journal.close()
+    for phase in ("baseline", "bake"):
+        recorded = [data for data in intervals if data["phase"] == phase]
+        assert [data["index"] for data in recorded] == list(range(1, len(recorded) + 1)) and recorded
+        for data in recorded:
+            assert data["hosts"]["lab1"]["role"] == "canary"
+            assert {data["hosts"][host]["role"] for host in data["hosts"] if host != "lab1"} <= {"control"}
+    assert sum(data["hosts"]["lab1"]["sent"] for data in intervals if data["phase"] == "bake") > 0
+    drawn = ccrollout(journal_home, "report", "-o", str(png), rollout_id)
+    assert drawn.returncode == 0 and drawn.stdout.strip() == str(png), drawn.stderr
+    assert png.read_bytes().startswith(b"\x89PNG")
+    (told,) = json.loads(ccrollout(journal_home, "history", "--json").stdout)
+    assert told["story"] == "failed the canary of stage 1 (fail) and was rolled back"
 
 
 def test_verifier_rejection_is_reported_and_changes_nothing(fleet, journal_home, tmp_path):

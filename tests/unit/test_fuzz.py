@@ -107,6 +107,11 @@ def journal_world():
     held = journal.start_rollout("/nowhere/plan.yaml", "r1", "ccr_fuzz", DIGEST, ["lab1"])
     journal.event(held, None, "plan", {"stages": [{"hosts": ["lab1"], "controls": ["lab2"]}]})
     journal.mark(journal.intend(held, ["lab1"], 1, "ccr_fuzz", DIGEST)["lab1"], "done", "cubic")
+    for phase, sent in (("baseline", 1000), ("bake", 900)):  # the evidence `report` draws
+        journal.event(held, 1, "interval", {"phase": phase, "index": 1, "elapsed": 2.0, "hosts": {
+            "lab1": {"role": "canary", "sent": sent, "retransmitted": 9, "bytes_acked": 10**6, "seconds": 2.0,
+                     "connections": 2, "srtt_ms": 1.5, "min_rtt_ms": None},
+            "lab2": {"role": "control", "sent": 1000, "retransmitted": 10}}})
     journal.event(held, 1, "verdict", {"stage": 1, "hosts": ["lab1"], "outcome": "fail", "reasons": ["x"],
                                        "figures": {"lab1": {"retransmit_ratio": 0.2, "sent": 1000}}})
     journal.finish_rollout(held, "held")
@@ -133,7 +138,7 @@ def test_journal_commands_survive_any_damage(worker, journal_world, data):
     fuzzgen.damage(path, data.draw(fuzzgen.journal_damage(path.stat().st_size)))
     inventory = home / "inventory"
     for argv in (["history"], ["history", "--json"], ["promote"], ["rollback", "-T", "1", "-i", inventory],
-                 ["rollback", "-T", "1", "-i", inventory, held]):
+                 ["rollback", "-T", "1", "-i", inventory, held], ["report", "-o", home / "report.png", held]):
         outcome = worker.run("journals", [*argv, "--journal", path])
         fuzzkit.check(outcome, JOURNAL_EXITS)
         if argv == ["history", "--json"] and outcome.code == 0:
