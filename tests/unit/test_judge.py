@@ -165,8 +165,9 @@ def test_a_big_rise_the_test_does_not_confirm_is_inconclusive():
     canary = [Window(7000, 63), Window(7000, 84), burst(0.25), burst(0.26)]
     verdict = judge({"a": canary}, {}, lab_controls(4), LAB)
     assert verdict.outcome == INCONCLUSIVE
-    (reason,) = verdict.reasons
+    reason, unjudged = verdict.reasons  # these windows carry no bytes or RTT: those go unjudged
     assert "points above the control hosts" in reason and "but not significant at 0.05: Mann-Whitney p=" in reason
+    assert unjudged == "a: not judged, too few intervals carry them: goodput, smoothed RTT"
     assert verdict.hosts[0].needs_more_data
 
 
