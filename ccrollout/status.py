@@ -52,3 +52,11 @@ class StageOutcome(StrEnum):
     FAIL = "fail"
     INCONCLUSIVE = "inconclusive"
     UNCHANGED = "unchanged"   # nothing to change in the stage, so nothing was baked
+
+
+class MetricOutcome(StrEnum):
+    """What the judge made of one metric of one host."""
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    UNJUDGED = "unjudged"     # the figures did not carry it, or too little traffic to judge it

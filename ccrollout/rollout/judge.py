@@ -59,14 +59,14 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from ..status import StageOutcome
+from ..status import MetricOutcome, StageOutcome
 from . import metrics
 from .window import Series, Window, total
 
 __all__ = ["Window", "Series", "total"]  # re-exported: the judge is where figures have always come from
 
 PASS, FAIL, INCONCLUSIVE = StageOutcome.PASS, StageOutcome.FAIL, StageOutcome.INCONCLUSIVE
-UNJUDGED = "unjudged"  # a metric's outcome when its figures were missing or too thin
+UNJUDGED = MetricOutcome.UNJUDGED  # a metric's outcome when its figures were missing or too thin
 EXTEND = "extend"  # an on_inconclusive choice: bake longer while more data can decide
 ON_INCONCLUSIVE_CHOICES = (FAIL, PASS, EXTEND)
 
