@@ -502,7 +502,8 @@ def judge_host(host: str, canary: Series, baseline: Series | None, controls: dic
     if found.doubts:
         return verdict(INCONCLUSIVE, found.doubts + notes, comparisons=ratio_comparisons, needs_more_data=True)
     summary = (f"{host}: retransmit ratio {_percent(ratio)} (median of {len(ratios)} intervals, {sent} segments), "
-               f"ceiling {_percent(limits.max_retransmit_ratio)}")
+               f"ceiling {_percent(limits.max_retransmit_ratio)}" if RETRANSMIT_RATIO in limits.metrics
+               else f"{host}: {len(ratios)} intervals, {sent} segments")
     return verdict(PASS, [summary] + found.within + notes, comparisons=ratio_comparisons)
 
 

@@ -387,6 +387,9 @@ def test_only_the_metrics_the_plan_names_are_judged():
     only_ratio = Limits(0.15, 0.10, 500, metrics=("retransmit_ratio",))
     verdict = judge({"a": flowing(0.04)}, {}, flowing_controls(), only_ratio)
     assert verdict.outcome == PASS and [metric.metric for metric in verdict.hosts[0].metrics] == ["retransmit_ratio"]
+    no_ratio = Limits(0.01, 0.0, 500, metrics=("goodput",))  # nor its ceiling
+    verdict = judge({"a": flowing(5.1, ratio=0.2)}, {}, flowing_controls(), no_ratio)
+    assert verdict.outcome == PASS and verdict.reasons[0] == "a: 4 intervals, 28000 segments"
     per_connection = Limits(0.15, 0.10, 500, metrics=("goodput_per_connection",), max_goodput_drop=0.3)
     verdict = judge({"a": flowing(3.0)}, {}, flowing_controls(), per_connection)
     assert verdict.outcome == FAIL and "goodput per connection" in verdict.reasons[0]
