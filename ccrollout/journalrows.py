@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .host import protocol
-from .status import ChangeState, HostRole, RolloutStatus, StageOutcome, StagePhase
+from .status import ChangeState, HostRole, MetricOutcome, RolloutStatus, StageOutcome, StagePhase
 
 ROLLOUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # the plan schema's
 MAX_NAME = 1024
@@ -172,6 +172,27 @@ def _verdict_event(where: str, data: dict) -> None:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio):
             _fail(where, "retransmit_ratio", ratio, "a finite number")
         _whole(where, "sent", figure.get("sent"), 0, 1 << 62)
+        _metric_figures(where, figure.get("metrics", {}))
+
+
+def _finite(where: str, field: str, value: Any, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(where, field, value, "a finite number")
+
+
+def _metric_figures(where: str, metrics: Any) -> None:
+    """A host's per-metric figures (absent in records from before metrics)."""
+    if not isinstance(metrics, dict):
+        _fail(where, "metrics", metrics, "a mapping of metric names to figures")
+    for name, figures in metrics.items():
+        _name(where, "metrics", name)
+        if not isinstance(figures, dict):
+            _fail(where, name, figures, "a metric's figures")
+        _one_of(where, f"{name}.outcome", figures.get("outcome"), MetricOutcome)
+        _finite(where, f"{name}.canary_median", figures.get("canary_median"), optional=True)
+        _finite(where, f"{name}.limit", figures.get("limit"))
 
 
 def _gate_event(where: str, data: dict) -> None:

@@ -40,6 +40,9 @@ MAX_DURATION = plan_schema()["$defs"]["duration"]["maximum"]
 # Samples of one host before, or after, a stage's change: past this a sampler's memory and
 # the judge's tests grow for figures no decision needs.
 MAX_INTERVALS = 100_000
+# The health limits written as percentages, and the most each may say (None: no most).
+PERCENT_MAXIMUMS = {"max_retransmit_ratio": 100.0, "max_increase": 100.0, "max_goodput_drop": 100.0,
+                    "max_rtt_increase": None}
 
 __all__ = [
     "Algorithm",
@@ -410,10 +413,10 @@ class _PlanReader:
     def check_health(self, at: tuple, health: Any) -> None:
         if not isinstance(health, dict):
             return
-        for key in ("max_retransmit_ratio", "max_increase"):
+        for key, maximum in PERCENT_MAXIMUMS.items():
             value = health.get(key)
             if isinstance(value, str) and self.ok(at + (key,)):
-                self.parse(at + (key,), units.parse_percent, value)
+                self.parse(at + (key,), lambda text: units.parse_percent(text, maximum=maximum), value)
 
     def parse(self, at: tuple, parser: Any, value: Any) -> Any:
         try:
@@ -456,7 +459,10 @@ class _PlanReader:
                 on_inconclusive=health["on_inconclusive"],
                 significance=float(health["significance"]),
                 min_intervals=int(health["min_intervals"]),
-                max_extend_intervals=schedule.max_extend_intervals)
+                max_extend_intervals=schedule.max_extend_intervals,
+                max_goodput_drop=units.parse_percent(health["max_goodput_drop"]),
+                max_rtt_increase=units.parse_percent(health["max_rtt_increase"], maximum=None),
+                metrics=tuple(health["metrics"]))
             scope = entry.get("scope", {})
             rollouts.append(Rollout(
                 name=entry["name"],

@@ -4,7 +4,8 @@ For tests of the runner, the canary and the control group without root, and for 
 the controller alone on fleets far larger than this machine can run (bench/fleet.py).
 Each host checks every request as the real agent does (protocol.parse_action), keeps
 the state a real host would report in its facts, and counts segments as a steady
-sender would: SEGMENTS_PER_SECOND, retransmitting at its running control's ratio.
+sender would: SEGMENTS_PER_SECOND, retransmitting at its running control's ratio (the
+watcher's figures carry bytes acked, but no RTT).
 """
 
 import threading
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from .host import protocol
 
 SEGMENTS_PER_SECOND = 5000.0
+SEGMENT_BYTES = 1448  # what a segment carries, for the watcher's bytes acked
 BOOT_ID = "00000000-0000-4000-8000-000000000001"
 
 
@@ -68,7 +70,8 @@ class SimulatedHost:
         by_control = None
         if self.watching_since is not None:
             watched = int((time.monotonic() - self.watching_since) * SEGMENTS_PER_SECOND)
-            by_control = {self.default: {"sent": watched, "retransmitted": int(watched * ratio)}}
+            acked = (watched - int(watched * ratio)) * SEGMENT_BYTES  # what got through, once
+            by_control = {self.default: protocol.control_figures((watched, int(watched * ratio), acked), None, 1)}
         return {"time": time.time(), "counters": {"OutSegs": sent, "RetransSegs": int(sent * ratio)},
                 "by_control": by_control}
 

@@ -62,3 +62,11 @@ class HostRole(StrEnum):  # a host's part in a stage, as the journal's interval 
 class StagePhase(StrEnum):  # when a stage's interval was sampled
     BASELINE = "baseline"   # before the change
     BAKE = "bake"           # after the change and the settle
+
+
+class MetricOutcome(StrEnum):
+    """What the judge made of one metric of one host."""
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    UNJUDGED = "unjudged"     # the figures did not carry it, or too little traffic to judge it

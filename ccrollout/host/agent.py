@@ -36,8 +36,9 @@ def _facts(state_dir: str, args: dict, emit: Emit) -> dict:
 def _counters(state_dir: str, args: dict, emit: Emit) -> dict:
     ledger = watch.read(state_dir)
     return {"changed": False, **actions.counters(),
-            "by_control": ledger and {name: {"sent": sent, "retransmitted": retransmitted}
-                                      for name, (sent, retransmitted) in ledger["totals"].items()}}
+            "by_control": ledger and {name: protocol.control_figures(totals, ledger["rtt"].get(name),
+                                                                     ledger["connections"].get(name, 0))
+                                      for name, totals in ledger["totals"].items()}}
 
 
 def _trace(state_dir: str, args: dict, emit: Emit) -> dict:

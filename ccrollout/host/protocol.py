@@ -18,7 +18,7 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 # A kernel congestion-control name: TCP_CA_NAME_MAX is 16 bytes with the NUL.
 CONTROL_NAME = re.compile(r"[A-Za-z0-9_]{1,15}\Z")
@@ -151,6 +151,24 @@ control_name = _matching(CONTROL_NAME, "a congestion-control name (1 to 15 of A-
 digest = _matching(DIGEST, "a sha256 digest (64 lower-case hex digits)")
 map_name = _matching(MAP_NAME, "a struct_ops map name (a C identifier of at most 128 characters)")
 rollout_id = _matching(ROLLOUT_ID, "a rollout id")
+
+# -- what `counters` answers per control (by_control) --------------------------------------------
+
+# Counters since the watcher started (sums over connections), and connections, a gauge: the
+# control's connections at the watcher's last read. RTT comes as sums over readings (one
+# reading: one connection that had data acked since the read before), so two answers'
+# differences give the mean RTT over the reads between them.
+CONTROL_FIGURES = ("sent", "retransmitted", "bytes_acked", "connections",
+                   "srtt_us_sum", "min_rtt_us_sum", "rtt_readings")
+
+
+def control_figures(totals: Sequence[int], rtt: Optional[Sequence[int]], connections: int) -> Dict[str, int]:
+    """One control's entry of by_control, from the ledger's counters and RTT sums."""
+    sent, retransmitted, bytes_acked = totals
+    srtt_sum, min_rtt_sum, readings = rtt or (0, 0, 0)
+    return dict(zip(CONTROL_FIGURES, (sent, retransmitted, bytes_acked, connections,
+                                      srtt_sum, min_rtt_sum, readings)))
+
 
 # -- the operations ----------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ _TCP_INFO_FIELDS = {
     "total_retrans": (100, "=I"),
     "bytes_acked": (120, "=Q"),
     "segs_out": (136, "=I"),
+    "min_rtt_us": (148, "=I"),
     "data_segs_out": (156, "=I"),
     "bytes_sent": (200, "=Q"),
     "bytes_retrans": (208, "=Q"),
@@ -87,6 +88,7 @@ class TcpSocket:
     bytes_retrans: int | None
     snd_cwnd: int | None         # in segments
     rtt_us: int | None           # smoothed round-trip time
+    min_rtt_us: int | None = None  # the least RTT seen over the socket's life (windowed by the kernel)
 
     @property
     def connection(self) -> Connection:

@@ -30,6 +30,8 @@ class Watcher(threading.Thread):
         self.lifetime, self.wanted_source = lifetime, source
         self.source, self.note = "sockets", None
         self.totals: dict = {}
+        self.rtt: dict = {}
+        self.connections: dict = {}
         self.overflowed = 0
         self.error: Optional[str] = None
         self.ready = threading.Event()   # set after the first tick (or a failure to start)
@@ -52,6 +54,8 @@ class Watcher(threading.Thread):
                         ledger.traced(retransmits.read_interval().by_congestion())
                     with self._lock:
                         self.totals = {name: tuple(figures) for name, figures in ledger.totals.items()}
+                        self.rtt = {name: tuple(sums) for name, sums in ledger.rtt.items()}
+                        self.connections = dict(ledger.connections)
                         self.overflowed += dropped
                     self.ready.set()
                     select.select([channel], [], [], TICK_SECONDS)
@@ -64,8 +68,8 @@ class Watcher(threading.Thread):
 
     def reading(self) -> dict:
         with self._lock:
-            return {"totals": dict(self.totals), "overflowed": self.overflowed, "source": self.source,
-                    "note": self.note}
+            return {"totals": dict(self.totals), "rtt": dict(self.rtt), "connections": dict(self.connections),
+                    "overflowed": self.overflowed, "source": self.source, "note": self.note}
 
 
 _current: Optional[Watcher] = None

@@ -23,8 +23,9 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Sample:
-    """One reading of one host's counters: segments sent and retransmitted since some
-    moment, for the whole namespace and, where the socket watcher runs, per control."""
+    """One reading of one host's counters (segments sent and retransmitted, and where the
+    socket watcher runs bytes acked and RTT sums) since some moment, for the whole namespace
+    and, where the watcher runs, per control. TIME is the host's clock (seconds)."""
 
     host: str
     time: float
@@ -42,10 +43,23 @@ Sampler = Callable[[list[str]], tuple[dict[str, Sample], dict[str, str]]]
 OnInterval = Callable[[str, int, float, dict[str, tuple[str, judge.Window]]], None]
 
 
-def growth(start: judge.Window, end: judge.Window) -> judge.Window:
-    """What the counters grew by between two readings (a counter reset counts as no growth)."""
+def growth(start: judge.Window, end: judge.Window, seconds: float = 0.0) -> judge.Window:
+    """What the counters grew by between two readings SECONDS apart (a counter reset counts as
+    no growth). Connections are a gauge: the end's. RTT is the mean over the reads between
+    the two readings where the readings carry RTT sums, else the end's gauge."""
+    readings = end.rtt_readings - start.rtt_readings
+
+    def mean_rtt(end_sum: float, start_sum: float, gauge: float | None) -> float | None:
+        if readings > 0 and end_sum >= start_sum:
+            return (end_sum - start_sum) / readings
+        return None if end.rtt_readings else gauge  # sums kept, but no read in between: unknown
+
     return judge.Window(sent=max(0, end.sent - start.sent),
-                        retransmitted=max(0, end.retransmitted - start.retransmitted))
+                        retransmitted=max(0, end.retransmitted - start.retransmitted),
+                        bytes_acked=max(0, end.bytes_acked - start.bytes_acked),
+                        seconds=max(0.0, seconds), connections=end.connections,
+                        srtt_ms=mean_rtt(end.srtt_ms_sum, start.srtt_ms_sum, end.srtt_ms),
+                        min_rtt_ms=mean_rtt(end.min_rtt_ms_sum, start.min_rtt_ms_sum, end.min_rtt_ms))
 
 
 class Recorder:
@@ -77,8 +91,9 @@ class Recorder:
         if control and start.by_control is not None and end.by_control is not None:
             self.per_control.add(host)
             empty = judge.Window(0, 0)  # the control's first connection opened just now
-            return growth(start.of_control(control) or empty, end.of_control(control) or empty)
-        return growth(start.total, end.total)
+            return growth(start.of_control(control) or empty, end.of_control(control) or empty,
+                          end.time - start.time)
+        return growth(start.total, end.total, end.time - start.time)
 
     def of(self, hosts) -> dict[str, judge.Series]:
         return {host: self.series[host] for host in hosts if host not in self.unreachable}

@@ -30,6 +30,28 @@ def boot_unit_choice(name: str, host_vars: dict) -> str:
     raise InvalidInput(f"{name}: {BOOT_UNIT_VAR} must be auto, true or false, not {value!r}")
 
 
+def control_reading(figures: dict) -> judge.Window:
+    """One control's figures in a `counters` answer (protocol.CONTROL_FIGURES) as a reading;
+    an older agent's answer has only segments."""
+    return judge.Window(figures["sent"], figures["retransmitted"], bytes_acked=figures.get("bytes_acked", 0),
+                        connections=figures.get("connections", 0),
+                        srtt_ms_sum=figures.get("srtt_us_sum", 0) / 1000,
+                        min_rtt_ms_sum=figures.get("min_rtt_us_sum", 0) / 1000,
+                        rtt_readings=figures.get("rtt_readings", 0))
+
+
+def namespace_reading(counters: dict, by_control: dict[str, judge.Window] | None) -> judge.Window:
+    """The namespace's segments from its own counters; bytes and RTT (which only the watcher
+    counts) summed over its controls, where it runs."""
+    segments = judge.Window(counters.get(SENT, 0), counters.get(RETRANSMITTED, 0))
+    if not by_control:
+        return segments
+    watched = sum(by_control.values(), judge.Window(0, 0))
+    return judge.Window(segments.sent, segments.retransmitted, bytes_acked=watched.bytes_acked,
+                        connections=watched.connections, srtt_ms_sum=watched.srtt_ms_sum,
+                        min_rtt_ms_sum=watched.min_rtt_ms_sum, rtt_readings=watched.rtt_readings)
+
+
 class HostsInPlay:
     """A context manager: leaving it closes every session still open."""
 
@@ -85,10 +107,10 @@ class HostsInPlay:
                 errors[host] = error
                 continue
             answer = outcome.answer
-            by_control = answer.by_control and {control: judge.Window(figures["sent"], figures["retransmitted"])
+            by_control = answer.by_control and {control: control_reading(figures)
                                                 for control, figures in answer.by_control.items()}
-            total = judge.Window(answer.counters.get(SENT, 0), answer.counters.get(RETRANSMITTED, 0))
-            samples[host] = canary.Sample(host, answer.time, total, by_control)
+            samples[host] = canary.Sample(host, answer.time, namespace_reading(answer.counters, by_control),
+                                          by_control)
         return samples, errors
 
     def gather(self, hosts: list[str], claim: dict | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The canary decision: retransmission figures in, a verdict with its reasons out.
+"""The canary decision: per-interval figures in, a verdict with its reasons out.
 
 Pure: no I/O, no clocks, so it can be tested and benchmarked on recorded
 samples. Each changed host is compared with (a) its own baseline from before the
@@ -40,15 +40,33 @@ Why the rule is what it is, with only 2 to 4 intervals a side:
 - Two comparisons per host share the significance level; at these sample
   sizes the effect-size threshold, not alpha, is what keeps good controls from
   failing (bench/judge.py measures the false-fail rate).
+
+More than retransmissions (rollout/metrics.py names each figure and the way it
+is worse). A control that starves its connections retransmits nothing and
+passes on the ratio alone, so each metric the plan names is judged on its own,
+by the same rule: a comparison with each reference, the test one-sided towards
+worse, the effect size against the metric's own limit. The retransmit ratio's
+limit is in percentage points, as before; goodput's and RTT's are relative
+(a fall of median goodput, a rise of median srtt, as a share of the
+reference's), since their scale is the host's own. Only the retransmit ratio has
+a ceiling. A metric the figures do not carry (a source without bytes or RTT) is
+left unjudged with a note, never failed. Too little traffic leaves the ratio
+unjudged, but not goodput: a collapse of what the canary gets through, while
+its references carried enough, is the very failure a starving control shows.
 """
 
 import math
 import statistics
 from dataclasses import dataclass, field
 
-from ..status import StageOutcome
+from ..status import MetricOutcome, StageOutcome
+from . import metrics
+from .window import Series, Window, total
+
+__all__ = ["Window", "Series", "total"]  # re-exported: the judge is where figures have always come from
 
 PASS, FAIL, INCONCLUSIVE = StageOutcome.PASS, StageOutcome.FAIL, StageOutcome.INCONCLUSIVE
+UNJUDGED = MetricOutcome.UNJUDGED  # a metric's outcome when its figures were missing or too thin
 EXTEND = "extend"  # an on_inconclusive choice: bake longer while more data can decide
 ON_INCONCLUSIVE_CHOICES = (FAIL, PASS, EXTEND)
 
@@ -63,59 +81,13 @@ CLEAN_INTERVAL_RATIO = 0.0
 EXACT_TEST_MAX_ORDERS = 5000
 
 BASELINE, CONTROL = "its baseline", "the control hosts"
-Reference = tuple[str, list[float]]  # BASELINE or CONTROL, and that reference's interval ratios
+Reference = tuple[str, list[float]]  # BASELINE or CONTROL, and that reference's interval values
 
-
-@dataclass(frozen=True)
-class Window:
-    """What one host's connections did over one stretch of time (counter deltas), or, in a
-    Sample, its counters at one moment. Fields beyond the segment counts are optional:
-    a source that cannot read them leaves them at their defaults and they go unjudged.
-
-    sent, retransmitted, bytes_acked: counters (summed over connections; deltas in a series).
-    seconds: how long the stretch was (0 in a Sample's reading).
-    connections: how many connections the figures cover (a gauge: the end of the stretch).
-    srtt_ms, min_rtt_ms: the connections' smoothed and minimum RTT, averaged over them
-    (gauges; None where unknown).
-    """
-
-    sent: int
-    retransmitted: int
-    bytes_acked: int = 0
-    seconds: float = 0.0
-    connections: int = 0
-    srtt_ms: float | None = None
-    min_rtt_ms: float | None = None
-
-    @property
-    def retransmit_ratio(self) -> float:
-        return self.retransmitted / self.sent if self.sent else 0.0
-
-    def __add__(self, other: "Window") -> "Window":
-        """Two hosts' (or two connections') figures over the same stretch, together."""
-        connections = self.connections + other.connections
-        return Window(self.sent + other.sent, self.retransmitted + other.retransmitted,
-                      bytes_acked=self.bytes_acked + other.bytes_acked,
-                      seconds=max(self.seconds, other.seconds), connections=connections,
-                      srtt_ms=_weighted(self.srtt_ms, self.connections, other.srtt_ms, other.connections),
-                      min_rtt_ms=_weighted(self.min_rtt_ms, self.connections, other.min_rtt_ms,
-                                           other.connections))
-
-
-def _weighted(a: float | None, a_weight: int, b: float | None, b_weight: int) -> float | None:
-    """The mean of two per-connection averages, weighted by their connections."""
-    if a is None or b is None:
-        return b if a is None else a
-    if a_weight + b_weight == 0:
-        return (a + b) / 2
-    return (a * a_weight + b * b_weight) / (a_weight + b_weight)
-
-
-Series = list[Window]  # one window per sampling interval, oldest first
-
-
-def total(series: Series) -> Window:
-    return sum(series, Window(0, 0))
+RETRANSMIT_RATIO = "retransmit_ratio"
+DEFAULT_METRICS = (RETRANSMIT_RATIO, "goodput", "srtt")
+# Metrics whose limit is a share of the reference's median rather than a difference.
+RELATIVE_LIMITS = {"goodput": "max_goodput_drop", "goodput_per_connection": "max_goodput_drop",
+                   "srtt": "max_rtt_increase", "min_rtt": "max_rtt_increase"}
 
 
 def interval_ratios(series: Series) -> list[float]:
@@ -127,6 +99,12 @@ def typical_ratio(series: Series) -> float:
     """The median of the ratios of the intervals that carried traffic."""
     ratios = interval_ratios(series)
     return statistics.median(ratios) if ratios else 0.0
+
+
+def interval_values(metric: str, series: Series) -> list[float]:
+    """The metric in each interval that carries it (for the ratio: each with traffic)."""
+    value = metrics.BY_NAME[metric].value
+    return [figure for window in series if (figure := value(window)) is not None]
 
 
 def pooled(series_by_host: dict[str, Series]) -> Series:
@@ -147,6 +125,9 @@ class Limits:
     significance: float = 0.05      # one-sided Mann-Whitney level a rise must reach to fail
     min_intervals: int = 3          # fewest intervals with traffic before a host is judged
     max_extend_intervals: int = 0   # with on_inconclusive: extend, how many intervals more at most
+    max_goodput_drop: float = 0.5   # allowed fall of median goodput, a share of the reference's
+    max_rtt_increase: float = 1.0   # allowed rise of median RTT, a share of the reference's
+    metrics: tuple[str, ...] = DEFAULT_METRICS  # the metrics judged, by their names in metrics.py
 
     def __post_init__(self):
         if self.on_inconclusive not in ON_INCONCLUSIVE_CHOICES:
@@ -156,6 +137,13 @@ class Limits:
             raise ValueError(f"significance must be between 0 and 1, not {self.significance}")
         if self.min_intervals < 1 or self.max_extend_intervals < 0:
             raise ValueError("min_intervals must be 1 or more and max_extend_intervals 0 or more")
+        unknown = [name for name in self.metrics if name not in metrics.BY_NAME]
+        if unknown or not self.metrics:
+            raise ValueError(f"metrics must name one or more of {', '.join(metrics.BY_NAME)}, not {unknown}")
+
+    def limit_of(self, metric: str) -> float:
+        """How much worse than a reference METRIC may get: points for the ratio, else a share."""
+        return getattr(self, RELATIVE_LIMITS[metric]) if metric in RELATIVE_LIMITS else self.max_increase
 
 
 @dataclass(frozen=True)
@@ -167,11 +155,22 @@ class Comparison:
     reference_median: float
     canary_intervals: int
     reference_intervals: int
-    p_value: float | None         # one-sided Mann-Whitney; None when the rise needed no test
+    p_value: float | None         # one-sided Mann-Whitney towards worse; None when no test was needed
+    metric: str = RETRANSMIT_RATIO
 
     @property
     def increase(self) -> float:
         return self.canary_median - self.reference_median
+
+    @property
+    def worsening(self) -> float:
+        """How much worse the canary is: points of the ratio, else a share of the reference's median."""
+        if self.metric not in RELATIVE_LIMITS:
+            return self.increase
+        towards_worse = self.increase if metrics.BY_NAME[self.metric].worse == metrics.HIGHER else -self.increase
+        if self.reference_median > 0:
+            return towards_worse / self.reference_median
+        return math.inf if towards_worse > 0 else 0.0
 
     @property
     def smallest_p_value(self) -> float:
@@ -183,7 +182,7 @@ class Comparison:
         return _at_most(self.smallest_p_value, limits.significance)
 
     def beyond_limit(self, limits: Limits) -> bool:
-        return self.increase > limits.max_increase
+        return self.worsening > limits.limit_of(self.metric)
 
     def confirmed(self, limits: Limits) -> bool:
         """The test backs the rise: significant, or as ordered as too few intervals allow."""
@@ -194,6 +193,17 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class MetricVerdict:
+    """One metric of one host: its median over the bake, its comparisons, and what they decided."""
+
+    metric: str
+    outcome: str                                 # PASS, FAIL, INCONCLUSIVE or UNJUDGED
+    canary_median: float | None
+    limit: float
+    comparisons: tuple[Comparison, ...] = ()
+
+
+@dataclass(frozen=True)
 class HostVerdict:
     host: str
     outcome: str
@@ -201,9 +211,10 @@ class HostVerdict:
     retransmit_ratio: float
     sent: int
     intervals: int = 0                           # intervals with traffic that were judged
-    comparisons: tuple[Comparison, ...] = ()
+    comparisons: tuple[Comparison, ...] = ()     # the retransmit ratio's, as before metrics
     clear_failure: bool = False                  # a failure strong enough to end the bake early
     needs_more_data: bool = False                # inconclusive, and more intervals could decide
+    metrics: tuple[MetricVerdict, ...] = ()      # every metric the plan names, judged or not
 
 
 @dataclass(frozen=True)
@@ -254,23 +265,32 @@ def _one_sided_p_value(canary: list[float], reference: list[float]) -> float:
     return 1.0 if math.isnan(p_value) else float(p_value)
 
 
-def compare(reference: str, canary: list[float], reference_ratios: list[float], limits: Limits) -> Comparison:
-    """Medians, rise and (when the rise could fail the host) the test's p-value."""
-    canary_median, reference_median = statistics.median(canary), statistics.median(reference_ratios)
-    needs_test = canary_median - reference_median > limits.max_increase
-    return Comparison(reference, canary_median, reference_median, len(canary), len(reference_ratios),
-                      _one_sided_p_value(canary, reference_ratios) if needs_test else None)
+def compare(reference: str, canary: list[float], reference_values: list[float], limits: Limits,
+            metric: str = RETRANSMIT_RATIO) -> Comparison:
+    """Medians, change and (when the change could fail the host) the test's p-value, towards worse."""
+    untested = Comparison(reference, statistics.median(canary), statistics.median(reference_values),
+                          len(canary), len(reference_values), None, metric)
+    if not untested.beyond_limit(limits):
+        return untested
+    if metrics.BY_NAME[metric].worse == metrics.LOWER:  # lower is worse: rank the negated values
+        canary, reference_values = [-value for value in canary], [-value for value in reference_values]
+    return Comparison(untested.reference, untested.canary_median, untested.reference_median,
+                      untested.canary_intervals, untested.reference_intervals,
+                      _one_sided_p_value(canary, reference_values), metric)
 
 
-def _reference_ratios(name: str, series_list: list[Series], limits: Limits) -> tuple[list[float], str | None]:
-    """A reference's interval ratios, or none and why it is too thin to compare with."""
+def _reference_values(name: str, metric: str, series_list: list[Series],
+                      limits: Limits) -> tuple[list[float], str | None]:
+    """A reference's interval values, or none and why it is too thin to compare with."""
     if not series_list:
         return [], None
     sent = sum(total(series).sent for series in series_list)
-    ratios = [ratio for series in series_list for ratio in interval_ratios(series)]
-    if not ratios or sent < limits.min_segments:
+    values = [value for series in series_list for value in interval_values(metric, series)]
+    if sent < limits.min_segments or (not values and metric == RETRANSMIT_RATIO):
         return [], f"{name} too thin to compare with ({sent} segments, {limits.min_segments} needed)"
-    return ratios, None
+    if not values:
+        return [], f"{name} does not carry {metrics.BY_NAME[metric].title}"
+    return values, None
 
 
 def _sizes(comparison: Comparison) -> str:
@@ -281,10 +301,26 @@ def _test(comparison: Comparison) -> str:
     return f"Mann-Whitney p={comparison.p_value:.3f}, {_sizes(comparison)}"
 
 
+def _shown(metric: str, value: float) -> str:
+    """A metric's value for people."""
+    if metric == RETRANSMIT_RATIO:
+        return _percent(value)
+    if metrics.BY_NAME[metric].unit == "ms":
+        return f"{value:.2f} ms"
+    return f"{value * 8 / 1e6:.2f} Mbit/s"  # bytes per second
+
+
 def _rise(host: str, comparison: Comparison, limits: Limits) -> str:
-    return (f"{host}: retransmit ratio {_percent(comparison.canary_median)} is "
-            f"{comparison.increase * 100:.2f} points above {comparison.reference} "
-            f"({_percent(comparison.reference_median)}), {limits.max_increase * 100:.2f} allowed")
+    if comparison.metric == RETRANSMIT_RATIO:
+        return (f"{host}: retransmit ratio {_percent(comparison.canary_median)} is "
+                f"{comparison.increase * 100:.2f} points above {comparison.reference} "
+                f"({_percent(comparison.reference_median)}), {limits.max_increase * 100:.2f} allowed")
+    metric = metrics.BY_NAME[comparison.metric]
+    way = "below" if metric.worse == metrics.LOWER else "above"
+    return (f"{host}: {metric.title} {_shown(metric.name, comparison.canary_median)} is "
+            f"{comparison.worsening * 100:.0f}% {way} {comparison.reference} "
+            f"({_shown(metric.name, comparison.reference_median)}), "
+            f"{limits.limit_of(metric.name) * 100:.0f}% allowed")
 
 
 def _too_short(comparison: Comparison, limits: Limits) -> str:
@@ -312,12 +348,15 @@ def _weigh(host: str, comparisons: list[Comparison], ceiling_breached: bool, lim
         findings.clear |= ceiling_breached or confirmed
         if not testable and testable_references:
             findings.notes.append(f"{rise}; {_too_short(comparison, limits)}: relying on "
-                                  f"{' and '.join(testable_references)} and the ceiling ({_test(comparison)})")
+                                  f"{' and '.join(testable_references)}"
+                                  f"{' and the ceiling' if comparison.metric == RETRANSMIT_RATIO else ''} "
+                                  f"({_test(comparison)})")
         elif confirmed and testable:
             findings.failures.append(f"{rise}; significant: {_test(comparison)}")
         elif confirmed:
             findings.failures.append(f"{rise}; {_too_short(comparison, limits)}, so the effect size decides, "
-                                     f"with every interval above all of theirs ({_test(comparison)})")
+                                     f"with every interval {'below' if _lower(comparison) else 'above'} "
+                                     f"all of theirs ({_test(comparison)})")
         elif testable:
             findings.doubts.append(f"{rise}, but not significant at {limits.significance:g}: {_test(comparison)}")
         else:
@@ -326,81 +365,146 @@ def _weigh(host: str, comparisons: list[Comparison], ceiling_breached: bool, lim
     return findings
 
 
+def _lower(comparison: Comparison) -> bool:
+    return metrics.BY_NAME[comparison.metric].worse == metrics.LOWER
+
+
 def _within(host: str, comparison: Comparison, limits: Limits) -> str:
     short = "" if comparison.testable(limits) else ", too few for the test: effect size only"
-    return (f"{host}: {comparison.reference} {_percent(comparison.reference_median)}, "
-            f"{comparison.increase * 100:+.2f} points ({limits.max_increase * 100:.2f} allowed, "
+    if comparison.metric == RETRANSMIT_RATIO:
+        return (f"{host}: {comparison.reference} {_percent(comparison.reference_median)}, "
+                f"{comparison.increase * 100:+.2f} points ({limits.max_increase * 100:.2f} allowed, "
+                f"{_sizes(comparison)}{short})")
+    metric = metrics.BY_NAME[comparison.metric]
+    change = comparison.increase / comparison.reference_median if comparison.reference_median else 0.0
+    return (f"{host}: {metric.title} {_shown(metric.name, comparison.canary_median)}, {comparison.reference} "
+            f"{_shown(metric.name, comparison.reference_median)}, {change * 100:+.0f}% "
+            f"({limits.limit_of(metric.name) * 100:.0f}% {'fall' if _lower(comparison) else 'rise'} allowed, "
             f"{_sizes(comparison)}{short})")
 
 
-def _references(host: str, baseline: Series | None, controls: dict[str, Series] | None,
+def _references(host: str, metric: str, baseline: Series | None, controls: dict[str, Series] | None,
                 limits: Limits) -> tuple[list[Reference], list[str]]:
     """The references there are figures enough to compare with, and a note for each too thin."""
     references, thin_notes = [], []
     for name, series_list in ((BASELINE, [baseline] if baseline else []),
                               (CONTROL, list((controls or {}).values()))):
-        ratios, thin = _reference_ratios(name, series_list, limits)
-        if ratios:
-            references.append((name, ratios))
+        values, thin = _reference_values(name, metric, series_list, limits)
+        if values:
+            references.append((name, values))
         elif thin:
             thin_notes.append(f"{host}: {thin}")
     return references, thin_notes
 
 
-def _assess(host: str, ratios: list[float], references: list[Reference],
+def _assess(host: str, metric: str, values: list[float], references: list[Reference],
             limits: Limits) -> tuple[list[Comparison], _Findings]:
-    """The ceiling and each comparison, weighed."""
-    comparisons = [compare(name, ratios, reference, limits) for name, reference in references]
-    median = statistics.median(ratios)
-    ceiling_breached = median > limits.max_retransmit_ratio
+    """The ceiling (the ratio's only) and each comparison, weighed."""
+    comparisons = [compare(name, values, reference, limits, metric) for name, reference in references]
+    median = statistics.median(values)
+    ceiling_breached = metric == RETRANSMIT_RATIO and median > limits.max_retransmit_ratio
     findings = _weigh(host, comparisons, ceiling_breached, limits)
     if ceiling_breached:
         findings.failures.insert(0, f"{host}: retransmit ratio {_percent(median)} is above the ceiling "
-                                    f"{_percent(limits.max_retransmit_ratio)} (median of {len(ratios)} intervals)")
+                                    f"{_percent(limits.max_retransmit_ratio)} (median of {len(values)} intervals)")
     return comparisons, findings
 
 
-def _holds_after_a_clean_interval(host: str, ratios: list[float], references: list[Reference],
+def _best_next(metric: str, values: list[float], references: list[Reference]) -> float:
+    """The best a next interval could be: no retransmission, no delay, more goodput than any seen."""
+    if metrics.BY_NAME[metric].worse == metrics.HIGHER:
+        return CLEAN_INTERVAL_RATIO
+    return 2 * max(values + [value for _, reference in references for value in reference]) + 1
+
+
+def _holds_after_a_clean_interval(host: str, metric: str, values: list[float], references: list[Reference],
                                   limits: Limits) -> bool:
-    """Would the failure stand if the next interval retransmitted nothing at all?
+    """Would the failure stand if the next interval were as good as an interval can be?
 
     If not, the rest of the bake could still turn it (two bursts in three
     intervals are a median of bursts; a clean fourth makes them a minority).
     """
-    _, findings = _assess(host, ratios + [CLEAN_INTERVAL_RATIO], references, limits)
+    best = _best_next(metric, values, references)
+    _, findings = _assess(host, metric, values + [best], references, limits)
     return bool(findings.failures) and findings.clear
+
+
+@dataclass
+class _HostFindings:
+    """Every judged metric's findings of one host, together."""
+
+    failures: list[str] = field(default_factory=list)
+    doubts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    within: list[str] = field(default_factory=list)
+    metrics: list[MetricVerdict] = field(default_factory=list)
+    clear: bool = False
+
+
+def _judge_metric(host: str, metric: str, canary: Series, baseline: Series | None,
+                  controls: dict[str, Series] | None, limits: Limits, found: _HostFindings) -> tuple[Comparison, ...]:
+    """One metric of one host into FOUND; its comparisons."""
+    values = interval_values(metric, canary)
+    if len(values) < limits.min_intervals:
+        found.metrics.append(MetricVerdict(metric, UNJUDGED, statistics.median(values) if values else None,
+                                           limits.limit_of(metric)))
+        return ()
+    references, thin_notes = _references(host, metric, baseline, controls, limits)
+    comparisons, findings = _assess(host, metric, values, references, limits)
+    outcome = FAIL if findings.failures else INCONCLUSIVE if findings.doubts else PASS
+    if outcome == FAIL and findings.clear and len(values) >= MIN_INTERVALS_TO_STOP_EARLY:
+        found.clear |= _holds_after_a_clean_interval(host, metric, values, references, limits)
+    found.failures += findings.failures
+    found.doubts += findings.doubts
+    found.notes += findings.notes + [note for note in thin_notes if note not in found.notes]
+    found.within += [_within(host, comparison, limits) for comparison in comparisons
+                     if not comparison.beyond_limit(limits)]
+    found.metrics.append(MetricVerdict(metric, outcome, statistics.median(values), limits.limit_of(metric),
+                                       tuple(comparisons)))
+    return tuple(comparisons)
+
+
+def _unjudged_note(host: str, found: _HostFindings) -> list[str]:
+    missing = [metrics.BY_NAME[verdict.metric].title for verdict in found.metrics
+               if verdict.outcome == UNJUDGED and verdict.metric != RETRANSMIT_RATIO]
+    return [f"{host}: not judged, too few intervals carry them: {', '.join(missing)}"] if missing else []
 
 
 def judge_host(host: str, canary: Series, baseline: Series | None, controls: dict[str, Series] | None,
                limits: Limits) -> HostVerdict:
-    """One changed host against the ceiling, its baseline and the control hosts."""
+    """One changed host against the ceiling, its baseline and the control hosts, metric by metric."""
     sent, ratios, ratio = total(canary).sent, interval_ratios(canary), typical_ratio(canary)
+    found = _HostFindings()
 
     def verdict(outcome: str, reasons, **more) -> HostVerdict:
-        return HostVerdict(host, outcome, tuple(reasons), ratio, sent, len(ratios), **more)
+        return HostVerdict(host, outcome, tuple(reasons), ratio, sent, len(ratios),
+                           metrics=tuple(found.metrics), **more)
 
-    if sent < limits.min_segments:
-        return verdict(INCONCLUSIVE, [f"{host}: too little traffic to judge: {sent} segments sent, "
-                                      f"{limits.min_segments} needed"], needs_more_data=True)
+    too_little = (f"{host}: too little traffic to judge: {sent} segments sent, {limits.min_segments} needed"
+                  if sent < limits.min_segments else None)
     if len(ratios) < limits.min_intervals:
-        return verdict(INCONCLUSIVE, [f"{host}: too few intervals to judge: {len(ratios)} with traffic, "
-                                      f"{limits.min_intervals} needed"], needs_more_data=True)
-    references, thin_notes = _references(host, baseline, controls, limits)
-    comparisons, findings = _assess(host, ratios, references, limits)
-    notes = findings.notes + thin_notes
-    if findings.failures:
-        clear = (findings.clear and len(ratios) >= MIN_INTERVALS_TO_STOP_EARLY
-                 and _holds_after_a_clean_interval(host, ratios, references, limits))
-        return verdict(FAIL, findings.failures + findings.doubts + notes, comparisons=tuple(comparisons),
-                       clear_failure=clear)
-    if findings.doubts:
-        return verdict(INCONCLUSIVE, findings.doubts + notes, comparisons=tuple(comparisons),
-                       needs_more_data=True)
+        return verdict(INCONCLUSIVE, [too_little or f"{host}: too few intervals to judge: {len(ratios)} with "
+                                      f"traffic, {limits.min_intervals} needed"], needs_more_data=True)
+    ratio_comparisons: tuple[Comparison, ...] = ()
+    for metric in limits.metrics:
+        if metric == RETRANSMIT_RATIO and too_little:
+            found.metrics.append(MetricVerdict(metric, UNJUDGED, ratio, limits.limit_of(metric)))
+        elif metric == RETRANSMIT_RATIO:
+            ratio_comparisons = _judge_metric(host, metric, canary, baseline, controls, limits, found)
+        else:
+            _judge_metric(host, metric, canary, baseline, controls, limits, found)
+    if found.failures:  # what was left unjudged matters to a pass, not to a failure
+        return verdict(FAIL, found.failures + found.doubts + ([too_little] if too_little else []) + found.notes,
+                       comparisons=ratio_comparisons, clear_failure=found.clear)
+    notes = found.notes + _unjudged_note(host, found)
+    if too_little:
+        return verdict(INCONCLUSIVE, [too_little] + found.doubts + notes, needs_more_data=True)
+    if found.doubts:
+        return verdict(INCONCLUSIVE, found.doubts + notes, comparisons=ratio_comparisons, needs_more_data=True)
     summary = (f"{host}: retransmit ratio {_percent(ratio)} (median of {len(ratios)} intervals, {sent} segments), "
-               f"ceiling {_percent(limits.max_retransmit_ratio)}")
-    within = [_within(host, comparison, limits) for comparison in comparisons
-              if not comparison.beyond_limit(limits)]
-    return verdict(PASS, [summary] + within + notes, comparisons=tuple(comparisons))
+               f"ceiling {_percent(limits.max_retransmit_ratio)}" if RETRANSMIT_RATIO in limits.metrics
+               else f"{host}: {len(ratios)} intervals, {sent} segments")
+    return verdict(PASS, [summary] + found.within + notes, comparisons=ratio_comparisons)
 
 
 def _unreachable(host: str) -> HostVerdict:

@@ -7,7 +7,7 @@ report, so a metric is named and computed in one place.
 from dataclasses import dataclass
 from typing import Callable
 
-from .judge import Window
+from .window import Window
 
 HIGHER, LOWER = "higher", "lower"  # which way a metric is worse
 

@@ -173,20 +173,25 @@ class Runner(Rollbacks):
     def run_stage(self, context: StageContext) -> Result | None:
         in_place = all(self.already_in_place(name, context.built, context.rollout) for name in context.hosts)
         watching = context.resumed or not in_place  # a stage with nothing to change has nothing to bake
+        watched = context.hosts + context.controls  # the controls' bytes and RTT come from watchers too
         if watching:
             self.start_watchers(context)
         try:
             return StageRun(self, context).run()
         finally:
             if watching:
-                self.call_all(context.hosts, [protocol.action("watch_stop")])
+                self.call_all(watched, [protocol.action("watch_stop")])
 
     def start_watchers(self, context: StageContext) -> None:
         """Per-control figures for the stage's hosts (host/watch.py), for as long as the stage
-        can last; a host that cannot run the watcher is judged on host-wide counters."""
+        can last; a host that cannot run the watcher is judged on host-wide counters (segments
+        only: bytes acked and RTT go unjudged). The controls' watchers give their bytes and RTT;
+        their retransmissions come from host-wide counters, so they never need the tracer."""
         lifetime = context.schedule.longest_stage + 60
         outcomes = self.call_all(context.hosts, [protocol.action(
             "watch_start", lifetime=lifetime, source=context.rollout.health_source)])
+        outcomes.update(self.call_all(context.controls, [protocol.action(
+            "watch_start", lifetime=lifetime, source="sockets")]))
         for name, outcome in outcomes.items():
             if error := outcome.failure():
                 self.progress(f"  {name}: host-wide counters only ({error})")

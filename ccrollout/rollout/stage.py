@@ -51,17 +51,26 @@ class StageContext:
         return self.rollout.schedule
 
 
+def _references(comparisons) -> dict:
+    """Each comparison's reference figures, under "baseline" or "control"."""
+    return {"baseline" if comparison.reference == judge.BASELINE else "control": {
+        "median": round(comparison.reference_median, 6), "intervals": comparison.reference_intervals,
+        "p_value": None if comparison.p_value is None else round(comparison.p_value, 4)}
+        for comparison in comparisons}
+
+
 def figures(verdict: judge.Verdict) -> dict:
-    """Each judged host's figures, as history shows them."""
+    """Each judged host's figures, as history shows them: the retransmit ratio's at the top (as
+    before metrics), and every metric's under "metrics"."""
     shown = {}
     for host in verdict.hosts:
         shown[host.host] = {"outcome": host.outcome, "retransmit_ratio": round(host.retransmit_ratio, 6),
-                            "sent": host.sent, "intervals": host.intervals}
-        for comparison in host.comparisons:
-            key = "baseline" if comparison.reference == judge.BASELINE else "control"
-            shown[host.host][key] = {
-                "median": round(comparison.reference_median, 6), "intervals": comparison.reference_intervals,
-                "p_value": None if comparison.p_value is None else round(comparison.p_value, 4)}
+                            "sent": host.sent, "intervals": host.intervals, **_references(host.comparisons),
+                            "metrics": {metric.metric: {
+                                "canary_median": None if metric.canary_median is None
+                                else round(metric.canary_median, 6),
+                                **_references(metric.comparisons), "limit": metric.limit, "outcome": metric.outcome}
+                                for metric in host.metrics}}
     return shown
 
 

@@ -165,8 +165,9 @@ def test_a_big_rise_the_test_does_not_confirm_is_inconclusive():
     canary = [Window(7000, 63), Window(7000, 84), burst(0.25), burst(0.26)]
     verdict = judge({"a": canary}, {}, lab_controls(4), LAB)
     assert verdict.outcome == INCONCLUSIVE
-    (reason,) = verdict.reasons
+    reason, unjudged = verdict.reasons  # these windows carry no bytes or RTT: those go unjudged
     assert "points above the control hosts" in reason and "but not significant at 0.05: Mann-Whitney p=" in reason
+    assert unjudged == "a: not judged, too few intervals carry them: goodput, smoothed RTT"
     assert verdict.hosts[0].needs_more_data
 
 
@@ -309,3 +310,121 @@ def test_decided_verdicts_and_unreachable_hosts_do_not_extend():
     stuck = judge({"a": steady(0.01, intervals=2)}, {}, {}, LIMITS, unreachable=("b",))
     assert stuck.outcome == FAIL and not should_extend(stuck, 4, 8)
     assert not should_extend(judge({}, {}, {}, LIMITS), 4, 8)
+
+
+# More than retransmissions: goodput and RTT, each judged on its own
+
+MB = 1_000_000
+
+
+def flowing(megabytes_per_second: float, srtt_ms: float = 4.0, intervals: int = 4, ratio: float = 0.01,
+            sent: int = 7000) -> list[Window]:
+    """2 s intervals of a host whose figures carry bytes and RTT, a little apart (no ties)."""
+    return [Window(sent, round(sent * ratio) + index, bytes_acked=int((megabytes_per_second * MB + index * 1000) * 2),
+                   seconds=2.0, connections=2, srtt_ms=srtt_ms + index / 100) for index in range(intervals)]
+
+
+def flowing_controls(intervals: int = 4) -> dict[str, list[Window]]:
+    return {"lab2": flowing(5.2, 3.6, intervals), "lab3": flowing(5.0, 3.4, intervals)}
+
+
+def metric_of(verdict, name: str):
+    return next(metric for metric in verdict.hosts[0].metrics if metric.metric == name)
+
+
+def test_a_starving_control_fails_on_goodput_though_it_retransmits_nothing():
+    starving = flowing(0.04, 4.0, ratio=0.0, sent=90)  # the lab's: 361 segments in the bake
+    verdict = judge({"a": starving}, {"a": flowing(5.3, intervals=2)}, flowing_controls(), LAB)
+    assert verdict.outcome == FAIL
+    assert verdict.reasons[0].startswith("a: goodput 0.33 Mbit/s is 99% below the control hosts (40.81 Mbit/s), "
+                                         "50% allowed; significant: Mann-Whitney p=0.002, n=4 vs 8")
+    assert "a: too little traffic to judge: 360 segments sent, 500 needed" in verdict.reasons
+    goodput = metric_of(verdict, "goodput")
+    assert goodput.outcome == FAIL and goodput.limit == 0.5
+    assert {comparison.reference for comparison in goodput.comparisons} == {"its baseline", "the control hosts"}
+    assert metric_of(verdict, "retransmit_ratio").outcome == "unjudged"  # too little traffic for a ratio
+
+
+def test_a_goodput_collapse_ends_the_bake_early_once_one_good_interval_could_not_turn_it():
+    # After 3 intervals one interval better than every other could still make the test doubt;
+    # after 4 it could not.
+    early = judge({"a": flowing(0.04, intervals=3)}, {}, flowing_controls(3), LAB)
+    assert early.outcome == FAIL and not early.clear_failure
+    verdict = judge({"a": flowing(0.04, intervals=4)}, {}, flowing_controls(4), LAB)
+    assert verdict.outcome == FAIL and verdict.clear_failure and can_stop_early(verdict, 4)
+
+
+def test_a_good_control_with_somewhat_less_goodput_and_more_rtt_passes_and_says_so():
+    verdict = judge({"a": flowing(4.1, 5.0)}, {"a": flowing(5.3, 3.5, intervals=2)}, flowing_controls(), LAB)
+    assert verdict.outcome == PASS, verdict.reasons
+    assert any(reason.startswith("a: goodput 32.81 Mbit/s, the control hosts 40.81 Mbit/s, -20% (50% fall allowed")
+               for reason in verdict.reasons), verdict.reasons
+    assert any(reason.startswith("a: smoothed RTT 5.01 ms, its baseline 3.50 ms, +43% (100% rise allowed, n=4 vs 2, "
+                                 "too few for the test: effect size only)") for reason in verdict.reasons), verdict.reasons
+    assert {metric.metric: metric.outcome for metric in verdict.hosts[0].metrics} == \
+        {"retransmit_ratio": PASS, "goodput": PASS, "srtt": PASS}
+
+
+def test_rtt_that_more_than_doubles_fails_with_the_metric_named():
+    verdict = judge({"a": flowing(5.1, 12.0)}, {}, flowing_controls(), LAB)
+    assert verdict.outcome == FAIL
+    (reason,) = verdict.reasons
+    assert reason == ("a: smoothed RTT 12.02 ms is 242% above the control hosts (3.51 ms), 100% allowed; "
+                      "significant: Mann-Whitney p=0.002, n=4 vs 8")
+
+
+def test_more_goodput_or_less_rtt_is_never_worse():
+    verdict = judge({"a": flowing(50.0, 0.5)}, {"a": flowing(5.3, 3.5, intervals=2)}, flowing_controls(), LAB)
+    assert verdict.outcome == PASS
+
+
+def test_a_drop_within_the_limit_but_below_every_reference_passes():
+    verdict = judge({"a": flowing(4.0)}, {}, flowing_controls(), LAB)  # -21 %: confirmed, but allowed
+    assert verdict.outcome == PASS and metric_of(verdict, "goodput").comparisons[0].p_value is None
+
+
+def test_only_the_metrics_the_plan_names_are_judged():
+    only_ratio = Limits(0.15, 0.10, 500, metrics=("retransmit_ratio",))
+    verdict = judge({"a": flowing(0.04)}, {}, flowing_controls(), only_ratio)
+    assert verdict.outcome == PASS and [metric.metric for metric in verdict.hosts[0].metrics] == ["retransmit_ratio"]
+    no_ratio = Limits(0.01, 0.0, 500, metrics=("goodput",))  # nor its ceiling
+    verdict = judge({"a": flowing(5.1, ratio=0.2)}, {}, flowing_controls(), no_ratio)
+    assert verdict.outcome == PASS and verdict.reasons[0] == "a: 4 intervals, 28000 segments"
+    per_connection = Limits(0.15, 0.10, 500, metrics=("goodput_per_connection",), max_goodput_drop=0.3)
+    verdict = judge({"a": flowing(3.0)}, {}, flowing_controls(), per_connection)
+    assert verdict.outcome == FAIL and "goodput per connection" in verdict.reasons[0]
+
+
+def test_a_source_without_bytes_or_rtt_leaves_them_unjudged_never_failed():
+    verdict = judge({"a": around(0.01)}, {}, lab_controls(4), LAB)
+    assert verdict.outcome == PASS
+    assert "a: not judged, too few intervals carry them: goodput, smoothed RTT" in verdict.reasons
+    assert {metric.metric: metric.outcome for metric in verdict.hosts[0].metrics} == \
+        {"retransmit_ratio": PASS, "goodput": "unjudged", "srtt": "unjudged"}
+
+
+def test_references_without_bytes_are_noted_and_left_out():
+    verdict = judge({"a": flowing(0.04)}, {"a": around(0.01, 2)}, lab_controls(4), LAB)
+    assert verdict.outcome == PASS
+    assert "a: its baseline does not carry goodput" in verdict.reasons
+    assert "a: the control hosts do not carry goodput" not in verdict.reasons  # the note names the reference
+    assert metric_of(verdict, "goodput").comparisons == ()
+
+
+def test_thin_references_are_not_compared_on_goodput_either():
+    idle = {"lab2": flowing(0.01, sent=20), "lab3": flowing(0.01, sent=20)}
+    verdict = judge({"a": flowing(0.04, sent=90)}, {}, idle, LAB)
+    assert verdict.outcome == INCONCLUSIVE  # too little traffic everywhere: nothing to say
+    assert "a: the control hosts too thin to compare with (160 segments, 500 needed)" in verdict.reasons
+
+
+@pytest.mark.parametrize("metric, canary, reference, worsening", [
+    ("goodput", 2.0, 8.0, 0.75), ("goodput", 8.0, 2.0, -3.0), ("srtt", 6.0, 3.0, 1.0),
+    ("srtt", 3.0, 0.0, float("inf")), ("goodput", 1.0, 0.0, 0.0), ("retransmit_ratio", 0.05, 0.01, 0.04)])
+def test_worsening_is_relative_towards_worse_except_for_the_ratio(metric, canary, reference, worsening):
+    assert Comparison(CONTROL, canary, reference, 4, 8, None, metric).worsening == pytest.approx(worsening)
+
+
+def test_limits_refuse_metrics_they_do_not_know():
+    with pytest.raises(ValueError, match="metrics must name"):
+        Limits(0.05, 0.02, 1000, metrics=("latency",))

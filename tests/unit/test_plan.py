@@ -569,3 +569,35 @@ def test_extend_needs_a_limit(tree):
         ("extend", 6.0, 3)
     assert rollout.limits.max_extend_intervals == 3  # 6 s of 2 s intervals
 
+
+
+# -- health: the metrics and their limits ---------------------------------------------------------
+
+
+def test_an_old_plan_judges_the_default_metrics_with_the_schemas_limits(tree):
+    limits = load_plan(write_plan(tree, VALID)).rollouts[0].limits
+    assert limits.metrics == ("retransmit_ratio", "goodput", "srtt")
+    assert (limits.max_goodput_drop, limits.max_rtt_increase) == (0.5, 1.0)
+
+
+def test_a_plan_names_its_metrics_and_their_limits(tree):
+    path = write_plan(tree, VALID.replace('max_increase: "2%"', 'max_increase: "2%"\n      max_goodput_drop: "30%"\n'
+                                          '      max_rtt_increase: "250%"\n      metrics: [goodput, min_rtt]'))
+    limits = load_plan(path).rollouts[0].limits
+    assert limits.metrics == ("goodput", "min_rtt")
+    assert (limits.max_goodput_drop, limits.max_rtt_increase, limits.limit_of("min_rtt")) == (0.3, 2.5, 2.5)
+    assert limits.limit_of("retransmit_ratio") == 0.02
+
+
+@pytest.mark.parametrize("line, message", [
+    ("metrics: [goodput, latency]", "metrics"),
+    ("metrics: []", "metrics"),
+    ("metrics: [goodput, goodput]", "metrics"),
+    ('max_goodput_drop: "120%"', "at most 100%"),
+    ("max_rtt_increase: 2", "max_rtt_increase"),
+])
+def test_bad_metrics_and_limits_are_one_clear_message_with_the_line(tree, line, message):
+    path = write_plan(tree, VALID.replace('max_increase: "2%"', f'max_increase: "2%"\n      {line}'), "bad.yaml")
+    lines = errors_of(path)
+    assert lines[0].startswith(f"{path}:"), lines
+    assert message in lines[0], lines
