@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import events
 from ..schedule import Schedule
 from . import judge
 
@@ -52,13 +53,17 @@ class Recorder:
         self._last, errors = sampler(self.hosts)
         self.unreachable.update(errors)
 
-    def step(self) -> None:
+    def step(self) -> dict[str, judge.Window]:
+        """Sample once; each host's window of the interval just ended."""
         latest, errors = self.sampler(self.hosts)
         self.unreachable.update(errors)
+        windows = {}
         for host, reading in latest.items():
             if host in self._last:
-                self.series[host].append(self._window(host, self._last[host], reading))
+                windows[host] = self._window(host, self._last[host], reading)
+                self.series[host].append(windows[host])
         self._last.update(latest)
+        return windows
 
     def _window(self, host: str, start: Sample, end: Sample) -> judge.Window:
         control = self.focus.get(host)
@@ -72,16 +77,30 @@ class Recorder:
         return {host: self.series[host] for host in hosts if host not in self.unreachable}
 
 
+def interval_figures(windows: dict[str, judge.Window]) -> dict[str, dict]:
+    """An interval's windows as an event carries them."""
+    return {host: {"sent": window.sent, "retransmitted": window.retransmitted} for host, window in windows.items()}
+
+
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
-                     progress=lambda text: None) -> dict[str, judge.Series]:
+                     emit=lambda event: None) -> dict[str, judge.Series]:
     """Each host's intervals over the schedule's baseline, before anything changes."""
     if schedule.baseline <= 0:
         return {}
+    emit(events.PhaseStarted(phase="baseline", seconds=schedule.baseline, intervals=schedule.baseline_intervals,
+                             hosts=list(hosts)))
     recorder = Recorder(sampler, hosts)
-    deadline = time.monotonic() + schedule.baseline
+    started = time.monotonic()
+    deadline = started + schedule.baseline
+    index = 0
     while (remaining := deadline - time.monotonic()) > 0.05:
         time.sleep(min(schedule.interval, remaining))
-        recorder.step()
+        windows = recorder.step()
+        index += 1
+        emit(events.IntervalSampled(
+            phase="baseline", index=index, intervals=schedule.baseline_intervals,
+            elapsed=round(time.monotonic() - started, 3), seconds=schedule.baseline,
+            figures=interval_figures(windows), unreachable=sorted(recorder.unreachable)))
     return recorder.of(hosts)
 
 
@@ -96,30 +115,38 @@ class Bake:
 
 
 def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedule,
-         progress=lambda text: None) -> judge.Verdict:
+         emit=lambda event: None) -> judge.Verdict:
     """Watch for the schedule's bake, and longer, an interval at a time, while the plan
     allows and more data could decide."""
     focus = {host: watched.new_control for host in watched.changed} if watched.new_control else None
+    emit(events.PhaseStarted(phase="bake", seconds=schedule.bake, intervals=schedule.bake_intervals,
+                             hosts=watched.changed + watched.controls))
     recorder = Recorder(sampler, watched.changed + watched.controls, focus)
     started = time.monotonic()
     deadline = started + schedule.bake
     budget = judge.interval_budget(limits, schedule.bake_intervals)
-    intervals = 0
+    intervals, planned = 0, schedule.bake_intervals
     while True:
         time.sleep(max(0.0, min(schedule.interval, deadline - time.monotonic())))
-        recorder.step()
+        windows = recorder.step()
         intervals += 1
         verdict = judge.judge(
             canaries=recorder.of(watched.changed), baselines=watched.baselines,
             controls=recorder.of(watched.controls), limits=limits,
             unreachable=tuple(sorted(h for h in recorder.unreachable if h in watched.changed)))
-        progress(f"  bake: {verdict.outcome} after {time.monotonic() - started:.1f}s"
-                 + (f" ({', '.join(sorted(recorder.per_control))}: {watched.new_control}'s connections only)"
-                    if recorder.per_control and intervals == 1 else ""))
+        if recorder.per_control and intervals == 1:
+            emit(events.Note(text=f"{', '.join(sorted(recorder.per_control))}: judged on "
+                                  f"{watched.new_control}'s connections only"))
+        emit(events.IntervalSampled(
+            phase="bake", index=intervals, intervals=max(planned, intervals),
+            elapsed=round(time.monotonic() - started, 3), seconds=round(deadline - started, 3),
+            figures=interval_figures(windows), unreachable=sorted(recorder.unreachable),
+            outcome=verdict.outcome, reasons=list(verdict.reasons), needed=limits.min_intervals))
         if judge.can_stop_early(verdict, intervals):
             return verdict
         if deadline - time.monotonic() <= 0.05:
             if not judge.should_extend(verdict, intervals, budget):
                 return verdict
             deadline += schedule.interval
-            progress("  bake: extended by one interval")
+            planned = intervals + 1
+            emit(events.BakeExtended(seconds=round(deadline - started, 3)))
