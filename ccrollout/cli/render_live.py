@@ -19,9 +19,6 @@ REFRESHES_PER_SECOND = 4
 
 class LiveView:
     def __init__(self, stream):
-        self.console = Console(file=stream, highlight=False, soft_wrap=False)
-        self.live = Live(console=self.console, get_renderable=self._status, transient=True,
-                         refresh_per_second=REFRESHES_PER_SECOND, redirect_stdout=False, redirect_stderr=False)
         self._stage: events.StageStarted | None = None
         self._phase: events.PhaseStarted | None = None
         self._phase_began = 0.0     # monotonic: the clock is this machine's, not the event's
@@ -29,12 +26,16 @@ class LiveView:
         self._interval: events.IntervalSampled | None = None
         self._paused: events.Paused | None = None
         self._started = False
+        self.console = Console(file=stream, highlight=False, soft_wrap=False)
+        self.live = Live(console=self.console, get_renderable=self._status, transient=True,
+                         refresh_per_second=REFRESHES_PER_SECOND, redirect_stdout=False, redirect_stderr=False)
 
     def __call__(self, event: events.Event) -> None:
         if not self._started:
             self.live.start()
             self._started = True
         self._follow(event)
+        self.live.refresh()  # the status line as this event leaves it, before the lines print above it
         for text in eventtext.line(event):
             self.live.console.print(Text(text))
         if isinstance(event, events.Finished):
@@ -60,17 +61,18 @@ class LiveView:
     def _status(self) -> Text:
         where = f"stage {self._stage.stage}/{self._stage.stages}" if self._stage else "preparing"
         if self._paused is not None:
-            return Text(f"{where}: paused, waiting for `ccrollout promote` or `ccrollout abort`", style="bold yellow")
+            return Text(f"{where}: paused, waiting for `ccrollout promote` or `ccrollout abort`", style="bold yellow",
+                        no_wrap=True, overflow="ellipsis")
         if self._phase is None:
-            return Text(f"{where}: working", style="dim")
+            return Text(f"{where}: working", style="dim", no_wrap=True, overflow="ellipsis")
         elapsed = min(time.monotonic() - self._phase_began, self._planned)
         text = (f"{where} {self._phase.phase}: {eventtext.seconds_text(elapsed)} of "
                 f"{eventtext.seconds_text(self._planned)}, {eventtext.seconds_text(self._planned - elapsed)} left")
         if self._interval is not None:
             text += f"; {eventtext.judge_words(self._interval)}"
         elif self._phase.intervals:
-            text += f"; collecting 0 of {self._phase.intervals} intervals"
-        return Text(text, style="bold")
+            text += "; waiting for the first interval"
+        return Text(text, style="bold", no_wrap=True, overflow="ellipsis")
 
     def close(self) -> None:
         if self._started:
