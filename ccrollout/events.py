@@ -179,7 +179,7 @@ class Bus:
         self.subscribers: list[Subscriber] = list(subscribers or [])
         self.rollout: str | None = None
         self.stage: int | None = None
-        self._lock = threading.Lock()  # hosts are reached from threads; events stay whole
+        self._lock = threading.RLock()  # hosts are reached from threads; events stay whole
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)

@@ -66,13 +66,13 @@ def command_output(args, notify=()):
     from ..events import Bus
     from ..notify import Notifier
     from .render_events import EventLines
-    subscribers = [human_view(args)]
-    if getattr(args, "events", None):
-        subscribers.append(EventLines(args.events))
     urls = [*notify, *(getattr(args, "notify", None) or [])]
     for url in getattr(args, "notify", None) or []:  # the plan's were checked by its schema
         if not re.fullmatch(r"https?://\S{1,2000}", url):
             raise UserError(f"--notify {url!r}: not an http or https URL", errors.EXIT_USAGE)
+    subscribers = [human_view(args)]
+    if getattr(args, "events", None):
+        subscribers.append(EventLines(args.events))
     if urls:
         subscribers.append(Notifier(urls))
     try:

@@ -190,3 +190,32 @@ def test_an_inconclusive_stage_still_fails_without_pause(tmp_path, built):
     result, _, _ = run(tmp_path, 0.012, [seen.append], rollout_of(stages=(1, "100%"), limits=limits))
     assert result.status == RolloutStatus.ROLLED_BACK
     assert not [e for e in seen if isinstance(e, events.Paused)]
+
+
+def test_events_and_webhook_options_are_checked_before_anything_runs(tmp_path):
+    import argparse
+
+    from ccrollout.cli.common import command_output
+    from ccrollout.errors import UserError
+    args = argparse.Namespace(json=True, events=None, notify=["file:///etc/passwd"])
+    with pytest.raises(UserError, match="not an http or https URL") as raised:
+        with command_output(args):
+            pass
+    assert raised.value.exit_code == 2
+    args = argparse.Namespace(json=True, events=str(tmp_path / "missing" / "events.jsonl"), notify=None)
+    with pytest.raises(UserError, match="--events .*cannot write it") as raised:
+        with command_output(args):
+            pass
+    assert raised.value.exit_code == 3
+
+
+def test_the_events_file_is_the_owners_alone(tmp_path):
+    import argparse
+
+    from ccrollout.cli.common import command_output
+    path = tmp_path / "events.jsonl"
+    with command_output(argparse.Namespace(json=True, events=str(path), notify=None)) as bus:
+        bus.emit(events.Note(text="hello"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    (line,) = path.read_text().splitlines()
+    assert json.loads(line)["text"] == "hello" and not list(VALIDATOR.iter_errors(json.loads(line)))
