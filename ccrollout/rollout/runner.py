@@ -116,15 +116,15 @@ class Runner(Rollbacks):
             raise InvalidInput(f"rollout {rollout_id} put {recorded['algorithm']} {recorded['digest'][:12]} on "
                                f"its hosts, but the plan now builds {built.digest[:12]}: roll it back instead")
         hosts = list(self.targets)
-        events = self.journal.events(rollout_id)
-        planned = next((e["data"]["stages"] for e in events if e["kind"] == "plan"), None)
+        journaled = self.journal.events(rollout_id)
+        planned = next((e["data"]["stages"] for e in journaled if e["kind"] == "plan"), None)
         plan = ([(stage["hosts"], stage["controls"]) for stage in planned] if planned
                 else self.stage_plan(rollout, hosts, seed=f"{rollout.name}/{built.digest}"))
         unknown = sorted({name for batch, stage_controls in plan for name in batch + stage_controls} - set(hosts))
         if unknown:  # the inventory (or --limit) changed since, or the journal was edited
             raise InvalidInput(f"rollout {rollout_id} was planned over hosts this inventory does not select: "
                                f"{', '.join(unknown[:10])}; resume with the inventory it began with, or roll it back")
-        passed = {e["stage"] for e in events
+        passed = {e["stage"] for e in journaled
                   if e["kind"] == "verdict" and e["data"]["outcome"] in (StageOutcome.PASS, StageOutcome.UNCHANGED)}
         done = 0
         while done + 1 in passed:

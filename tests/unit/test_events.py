@@ -219,3 +219,27 @@ def test_the_events_file_is_the_owners_alone(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     (line,) = path.read_text().splitlines()
     assert json.loads(line)["text"] == "hello" and not list(VALIDATOR.iter_errors(json.loads(line)))
+
+
+def test_a_resumed_rollout_says_so(tmp_path, built, monkeypatch):
+    class Died(Exception):
+        pass
+
+    def die_after_change(name):
+        if name == "after-change":
+            raise Died(name)
+
+    names = inventory_hosts(3)
+    fleet = SimulatedFleet([h.name for h in names])
+    journal = Journal(tmp_path / "journal.sqlite")
+    with monkeypatch.context() as patched:
+        patched.setattr(Runner, "crash_point", staticmethod(die_after_change))
+        with Runner(names, journal, forks=4, connect=fleet.connect) as runner, pytest.raises(Died):
+            runner.apply("plan.yaml", rollout_of(stages=(1, "100%")))
+    (rollout_id,) = [r["id"] for r in journal.rollouts()]
+    seen = []
+    with Runner(names, journal, forks=4, bus=events.Bus([seen.append]), connect=fleet.connect) as runner:
+        result = runner.resume(rollout_id, rollout_of(stages=(1, "100%")))
+    assert result.status == RolloutStatus.COMPLETED, result.message
+    assert seen[0].kind == "rollout_started" and seen[0].resumed_after == 0 and seen[0].rollout == rollout_id
+    assert [e.stage for e in seen if isinstance(e, events.StageVerdict)] == [1, 2]
