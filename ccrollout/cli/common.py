@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import re
 import sys
 
@@ -51,7 +52,6 @@ def human_stream(args):
 def human_view(args):
     """The live view on a terminal; plain, paced lines anywhere else."""
     stream = human_stream(args)
-    import os
     if stream.isatty() and os.environ.get("TERM", "dumb") != "dumb":
         from .render_live import LiveView
         return LiveView(stream)
@@ -66,6 +66,9 @@ def command_output(args, notify=()):
     from ..events import Bus
     from ..notify import Notifier
     from .render_events import EventLines
+    if getattr(args, "json", False) and getattr(args, "events", None) == "-":
+        raise UserError("--json and --events - would both write to standard output: give --events a file",
+                        errors.EXIT_USAGE)
     urls = [*notify, *(getattr(args, "notify", None) or [])]
     for url in getattr(args, "notify", None) or []:  # the plan's were checked by its schema
         if not re.fullmatch(r"https?://\S{1,2000}", url):

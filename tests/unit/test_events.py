@@ -202,6 +202,9 @@ def test_events_and_webhook_options_are_checked_before_anything_runs(tmp_path):
         with command_output(args):
             pass
     assert raised.value.exit_code == 2
+    with pytest.raises(UserError, match="both write to standard output"):
+        with command_output(argparse.Namespace(json=True, events="-", notify=None)):
+            pass
     args = argparse.Namespace(json=True, events=str(tmp_path / "missing" / "events.jsonl"), notify=None)
     with pytest.raises(UserError, match="--events .*cannot write it") as raised:
         with command_output(args):
