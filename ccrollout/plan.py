@@ -125,6 +125,7 @@ class Plan:
     locations: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
     # The path as the user gave it, for messages.
     display_path: str = field(default="", compare=False, repr=False)
+    notify: tuple[str, ...] = ()  # webhook URLs that receive the events
 
     def location(self, doc_path: str) -> str:
         """``file:line:column`` of a document path, for messages."""
@@ -482,7 +483,7 @@ class _PlanReader:
             ))
         locations = {format_doc_path(p): mark for p, mark in self.document.value_marks.items()}
         return Plan(Path(os.path.abspath(path)), algorithms, rollouts, data.get("version", 1),
-                    locations, self.display)
+                    locations, self.display, notify=tuple(data.get("notify", ())))
 
 
 def _printable(path: Path) -> str:

@@ -1,6 +1,9 @@
 """What the commands share: choosing hosts, reaching them, the journal, the runner, printing results."""
 
+import contextlib
 import json
+import os
+import re
 import sys
 
 from .. import errors
@@ -31,12 +34,56 @@ def command_timeouts(args):
     return Timeouts(connect=args.timeout, command=args.command_timeout)
 
 
-def make_runner(args, hosts, journal, preflight_all: bool = False):
+def make_runner(args, hosts, journal, preflight_all: bool = False, bus=None):
     from ..rollout.runner import Runner
     if args.forks < 1:
         raise UserError("--forks must be 1 or more", errors.EXIT_USAGE)
-    return Runner(hosts, journal, forks=args.forks, progress=progress(args), timeouts=command_timeouts(args),
+    if bus is None:
+        from ..events import Bus
+        bus = Bus([human_view(args)])
+    return Runner(hosts, journal, forks=args.forks, bus=bus, timeouts=command_timeouts(args),
                   preflight_all=preflight_all)
+
+
+def human_stream(args):
+    """Where people read: standard error when standard output carries JSON (--json, --events -)."""
+    return sys.stderr if getattr(args, "json", False) or getattr(args, "events", None) == "-" else sys.stdout
+
+
+def human_view(args):
+    """The live view on a terminal; plain, paced lines anywhere else."""
+    stream = human_stream(args)
+    if stream.isatty() and os.environ.get("TERM", "dumb") != "dumb":
+        from .render_live import LiveView
+        return LiveView(stream)
+    from .render_plain import PlainView
+    return PlainView(stream)
+
+
+@contextlib.contextmanager
+def command_output(args, notify=()):
+    """The bus a command's runner emits on, with its renderers: the human view, --events and
+    the webhooks (NOTIFY, and --notify). Each is closed at the end, the webhooks flushed."""
+    from ..events import Bus
+    from ..notify import Notifier
+    from .render_events import EventLines
+    if getattr(args, "json", False) and getattr(args, "events", None) == "-":
+        raise UserError("--json and --events - would both write to standard output: give --events a file",
+                        errors.EXIT_USAGE)
+    urls = [*notify, *(getattr(args, "notify", None) or [])]
+    for url in getattr(args, "notify", None) or []:  # the plan's were checked by its schema
+        if not re.fullmatch(r"https?://\S{1,2000}", url):
+            raise UserError(f"--notify {url!r}: not an http or https URL", errors.EXIT_USAGE)
+    subscribers = [human_view(args)]
+    if getattr(args, "events", None):
+        subscribers.append(EventLines(args.events))
+    if urls:
+        subscribers.append(Notifier(urls))
+    try:
+        yield Bus(subscribers)
+    finally:
+        for subscriber in subscribers:
+            subscriber.close()
 
 
 def open_journal(path, access_name: str):
@@ -67,25 +114,14 @@ def call_each(args, actions: list[dict], on_progress=None, hosts=None) -> dict:
             session.close()
 
 
-def progress(args):
-    if getattr(args, "json", False):
-        return lambda text: print(text, file=sys.stderr, flush=True)
-    return lambda text: print(text, flush=True)
-
-
 def report(args, result) -> None:
     if args.json:
         json.dump(result.as_dict(), sys.stdout, indent=2, sort_keys=True)
         print()
     else:
-        print_summary(result)
+        print_summary(result, human_stream(args))
 
 
-def print_summary(result) -> None:
-    print(f"\n{result.status}: {result.message}")
-    phases = [phase for phase in ("gather", "change", "rollback")
-              if any(phase in report.phases for report in result.hosts.values())]
-    print(f"{'host':<12} {'status':<12} " + " ".join(f"{phase:>10}" for phase in phases))
-    for name, report in result.hosts.items():
-        times = " ".join(f"{report.phases[p]:>9.3f}s" if p in report.phases else f"{'-':>10}" for p in phases)
-        print(f"{name:<12} {report.status:<12} {times}")
+def print_summary(result, stream=None) -> None:
+    from .recap import recap_lines
+    print("\n" + "\n".join(recap_lines(result)), file=stream or sys.stdout, flush=True)

@@ -50,8 +50,17 @@ def build_parser(config=None) -> argparse.ArgumentParser:
         sub.add_argument("--journal", metavar="PATH", default=config.journal,
                          help="the rollout journal (SQLite)" + (" (default %(default)s)" if config.journal else ""))
 
+    def event_options(sub):
+        sub.add_argument("--events", metavar="FILE",
+                         help="write every event as a line of JSON to FILE (- for stdout; the shape is "
+                              "ccrollout/schema/events.schema.json)")
+        sub.add_argument("--notify", action="append", metavar="URL",
+                         help="POST verdicts, rollbacks, pauses and the end as JSON to URL (repeatable; "
+                              "added to the plan's notify)")
+
     apply = commands.add_parser("apply", help="roll a plan out in canary stages")
     fleet_options(apply)
+    event_options(apply)
     apply.add_argument("--check", action="store_true",
                        help="say which hosts would change, and change nothing")
     apply.add_argument("--diff", action="store_true", help="with --check: say what would change on each")
@@ -62,6 +71,7 @@ def build_parser(config=None) -> argparse.ArgumentParser:
 
     rollback = commands.add_parser("rollback", help="undo a rollout (the last one by default)")
     fleet_options(rollback)
+    event_options(rollback)
     rollback.add_argument("rollout", nargs="?", metavar="ROLLOUT")
     rollback.add_argument("--from-hosts", action="store_true",
                           help="undo what each host's own record says ccrollout changed there "
@@ -69,6 +79,7 @@ def build_parser(config=None) -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="carry on a rollout whose controller died")
     fleet_options(resume)
+    event_options(resume)
     resume.add_argument("rollout", nargs="?", metavar="ROLLOUT")
 
     for decision, text in (("promote", "let a paused rollout go on to its next stage"),

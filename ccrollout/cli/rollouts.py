@@ -6,7 +6,7 @@ import os
 from .. import errors
 from ..errors import InvalidInput, UserError
 from ..status import ACTIVE, RolloutStatus
-from .common import make_runner, open_journal, reachable, report, select_hosts
+from .common import command_output, make_runner, open_journal, reachable, report, select_hosts
 
 
 def cmd_apply(args) -> int:
@@ -24,14 +24,15 @@ def cmd_apply(args) -> int:
     reachable({host.name: host for hosts in selected.values() for host in hosts}.values())
     journal = None if args.check else open_journal(args.journal, "create")  # check mode records nothing
     exit_code = errors.EXIT_OK
-    for rollout in plan.rollouts:
-        hosts = selected[rollout.name]
-        with make_runner(args, hosts, journal, preflight_all=args.preflight == "all") as runner:
-            result = runner.check(rollout, args.diff) if args.check else runner.apply(str(plan.path), rollout)
-        report(args, result)
-        exit_code = result.exit_code
-        if exit_code != errors.EXIT_OK:
-            break
+    with command_output(args, () if args.check else plan.notify) as bus:
+        for rollout in plan.rollouts:
+            hosts = selected[rollout.name]
+            with make_runner(args, hosts, journal, preflight_all=args.preflight == "all", bus=bus) as runner:
+                result = runner.check(rollout, args.diff) if args.check else runner.apply(str(plan.path), rollout)
+            report(args, result)
+            exit_code = result.exit_code
+            if exit_code != errors.EXIT_OK:
+                break
     return exit_code
 
 
@@ -53,7 +54,7 @@ def cmd_rollback(args) -> int:
                         f"{controller[0]}): stop it, or `ccrollout abort {rollout_id}` when it is paused",
                         errors.EXIT_NEEDS_ATTENTION)
     hosts = select_hosts(inventory, "all", args.limit)
-    with make_runner(args, hosts, journal) as runner:
+    with command_output(args) as bus, make_runner(args, hosts, journal, bus=bus) as runner:
         result = runner.rollback(rollout_id, {host.name for host in hosts} if args.limit else None)
     report(args, result)
     return result.exit_code
@@ -104,14 +105,15 @@ def cmd_resume(args) -> int:
         raise InvalidInput(f"{recorded['plan']} no longer has a rollout named {recorded['rollout']!r}")
     hosts = select_hosts(load_inventory(args.inventory), rollout.hosts, args.limit)
     reachable(hosts)
-    with make_runner(args, hosts, journal) as runner:
+    with command_output(args, plan.notify) as bus, make_runner(args, hosts, journal, bus=bus) as runner:
         result = runner.resume(recorded["id"], rollout)
     report(args, result)
     return result.exit_code
 
 
 def _rollback_from_hosts(args, inventory, journal) -> int:
-    with make_runner(args, select_hosts(inventory, "all", args.limit), journal) as runner:
+    with command_output(args) as bus, \
+            make_runner(args, select_hosts(inventory, "all", args.limit), journal, bus=bus) as runner:
         result = runner.rollback_from_hosts()
     report(args, result)
     return result.exit_code

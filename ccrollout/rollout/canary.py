@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import events
 from ..schedule import Schedule
 from ..status import HostRole, StagePhase
 from . import judge
@@ -126,13 +127,20 @@ def with_roles(windows: dict[str, judge.Window], controls) -> dict[str, tuple[st
             for host, window in windows.items()}
 
 
+def interval_figures(windows: dict[str, judge.Window]) -> dict[str, dict]:
+    """An interval's windows as an event carries them."""
+    return {host: {"sent": window.sent, "retransmitted": window.retransmitted} for host, window in windows.items()}
+
+
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
-                     progress=lambda text: None, on_interval: OnInterval | None = None,
+                     emit=lambda event: None, on_interval: OnInterval | None = None,
                      controls=()) -> dict[str, judge.Series]:
     """Each host's intervals over the schedule's baseline, before anything changes; those of
     HOSTS in CONTROLS are told to ON_INTERVAL as control hosts, the others as canaries."""
     if schedule.baseline <= 0:
         return {}
+    emit(events.PhaseStarted(phase="baseline", seconds=schedule.baseline, intervals=schedule.baseline_intervals,
+                             hosts=list(hosts)))
     recorder = Recorder(sampler, hosts)
     started = time.monotonic()
     deadline = started + schedule.baseline
@@ -144,6 +152,10 @@ def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
         index += 1
         if on_interval:
             on_interval(StagePhase.BASELINE, index, time.monotonic() - started, with_roles(windows, controls))
+        emit(events.IntervalSampled(
+            phase="baseline", index=index, intervals=schedule.baseline_intervals,
+            elapsed=round(time.monotonic() - started, 3), seconds=schedule.baseline,
+            figures=interval_figures(windows), unreachable=sorted(recorder.unreachable)))
     return recorder.of(hosts)
 
 
@@ -158,15 +170,17 @@ class Bake:
 
 
 def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedule,
-         progress=lambda text: None, on_interval: OnInterval | None = None) -> judge.Verdict:
+         emit=lambda event: None, on_interval: OnInterval | None = None) -> judge.Verdict:
     """Watch for the schedule's bake, and longer, an interval at a time, while the plan
     allows and more data could decide."""
     focus = {host: watched.new_control for host in watched.changed} if watched.new_control else None
+    emit(events.PhaseStarted(phase="bake", seconds=schedule.bake, intervals=schedule.bake_intervals,
+                             hosts=watched.changed + watched.controls))
     recorder = Recorder(sampler, watched.changed + watched.controls, focus)
     started = time.monotonic()
     deadline = started + schedule.bake
     budget = judge.interval_budget(limits, schedule.bake_intervals)
-    intervals = 0
+    intervals, planned = 0, schedule.bake_intervals
     while True:
         time.sleep(max(0.0, min(schedule.interval, deadline - time.monotonic())))
         windows = recorder.step()
@@ -179,13 +193,19 @@ def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedu
             controls=recorder.of(watched.controls), limits=limits,
             unreachable=tuple(sorted(h for h in recorder.unreachable if h in watched.changed)))
         _log_comparisons(verdict)
-        progress(f"  bake: {verdict.outcome} after {time.monotonic() - started:.1f}s"
-                 + (f" ({', '.join(sorted(recorder.per_control))}: {watched.new_control}'s connections only)"
-                    if recorder.per_control and intervals == 1 else ""))
+        if recorder.per_control and intervals == 1:
+            emit(events.Note(text=f"{', '.join(sorted(recorder.per_control))}: judged on "
+                                  f"{watched.new_control}'s connections only"))
+        emit(events.IntervalSampled(
+            phase="bake", index=intervals, intervals=max(planned, intervals),
+            elapsed=round(time.monotonic() - started, 3), seconds=round(deadline - started, 3),
+            figures=interval_figures(windows), unreachable=sorted(recorder.unreachable),
+            outcome=verdict.outcome, reasons=list(verdict.reasons), needed=limits.min_intervals))
         if judge.can_stop_early(verdict, intervals):
             return verdict
         if deadline - time.monotonic() <= 0.05:
             if not judge.should_extend(verdict, intervals, budget):
                 return verdict
             deadline += schedule.interval
-            progress("  bake: extended by one interval")
+            planned = intervals + 1
+            emit(events.BakeExtended(seconds=round(deadline - started, 3)))

@@ -5,7 +5,7 @@ Sessions open on first use and close when the caller says a host is no longer in
 so a rollout never holds the whole fleet's connections at once.
 """
 
-from .. import fleet
+from .. import events, fleet
 from ..errors import InvalidInput
 from ..host import protocol
 from ..status import HostStatus
@@ -55,18 +55,29 @@ def namespace_reading(counters: dict, by_control: dict[str, judge.Window] | None
 class HostsInPlay:
     """A context manager: leaving it closes every session still open."""
 
-    def __init__(self, inventory_hosts, forks: int = 5, progress=print,
-                 timeouts: fleet.Timeouts = fleet.Timeouts(), connect=None):
+    def __init__(self, inventory_hosts, forks: int = 5, bus: events.Bus | None = None,
+                 timeouts: fleet.Timeouts = fleet.Timeouts(), connect=None, progress=None):
         inventory_hosts = list(inventory_hosts)
         self.targets = fleet.check_targets(inventory_hosts)  # the CLI has shown the warnings
         self.group_of = {host.name: controls.group_key(host.groups) for host in inventory_hosts}
         self.boot_unit = {host.name: boot_unit_choice(host.name, host.vars) for host in inventory_hosts}
-        self.forks, self.progress, self.timeouts = forks, progress, timeouts
+        self.forks, self.timeouts = forks, timeouts
+        # What the command does is told as events (events.py); the CLI renders them.
+        self.bus = bus if bus is not None else events.Bus()
+        if progress is not None:  # a caller written before events: the notes' text only
+            self.bus.subscribe(lambda event: progress(event.text) if isinstance(event, events.Note) else None)
         # How a session is made: over SSH or locally (fleet.connect), or in-process for tests and simulations.
         self._connect = connect or (lambda target: fleet.connect(target, timeouts))
         self.sessions: dict[str, object] = {}
         self.reports = {name: HostReport(name) for name in self.targets}
         self.facts: dict[str, dict] = {}
+
+    def emit(self, event: events.Event) -> None:
+        self.bus.emit(event)
+
+    def progress(self, text: str, host: str | None = None) -> None:
+        """A note: something worth knowing that is no step of its own."""
+        self.bus.emit(events.Note(text=text, host=host))
 
     def __enter__(self):
         return self

@@ -68,7 +68,8 @@ __all__ = ["Window", "Series", "total"]  # re-exported: the judge is where figur
 PASS, FAIL, INCONCLUSIVE = StageOutcome.PASS, StageOutcome.FAIL, StageOutcome.INCONCLUSIVE
 UNJUDGED = MetricOutcome.UNJUDGED  # a metric's outcome when its figures were missing or too thin
 EXTEND = "extend"  # an on_inconclusive choice: bake longer while more data can decide
-ON_INCONCLUSIVE_CHOICES = (FAIL, PASS, EXTEND)
+PAUSE = "pause"    # an on_inconclusive choice: wait for an operator's promote or abort
+ON_INCONCLUSIVE_CHOICES = (FAIL, PASS, EXTEND, PAUSE)
 
 # A failure may end the bake early only once it holds over this many intervals.
 MIN_INTERVALS_TO_STOP_EARLY = 3
@@ -121,7 +122,7 @@ class Limits:
     max_increase: float           # allowed rise of the median over baseline and control, fraction points
     min_segments: int             # below this a host's bake (or a reference) is too little to judge
     max_fail_fraction: float = 0.0  # share of a stage's hosts that may fail
-    on_inconclusive: str = FAIL     # fail | pass | extend (bake longer, then count as fail)
+    on_inconclusive: str = FAIL     # fail | pass | extend (bake longer, then count as fail) | pause
     significance: float = 0.05      # one-sided Mann-Whitney level a rise must reach to fail
     min_intervals: int = 3          # fewest intervals with traffic before a host is judged
     max_extend_intervals: int = 0   # with on_inconclusive: extend, how many intervals more at most

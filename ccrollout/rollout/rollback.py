@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from .. import fleet
+from .. import events, fleet
 from ..errors import EXIT_NEEDS_ATTENTION, EXIT_OK
 from ..host import protocol
 from ..journal import Journal
@@ -38,6 +38,13 @@ class Rollbacks(HostsInPlay):
         super().__init__(inventory_hosts, **options)
         self.journal = journal
 
+    def finished(self, result: Result) -> Result:
+        """RESULT, told as the command's last event."""
+        self.emit(events.Finished(rollout=result.rollout_id, status=str(result.status), exit_code=result.exit_code,
+                                  message=result.message,
+                                  hosts={name: str(report.status) for name, report in result.hosts.items()}))
+        return result
+
     def release(self, rollout_id: str, hosts: list[str]) -> None:
         """Drop ROLLOUT_ID's claims on HOSTS."""
         self.call_all(hosts, [protocol.action("unlock", rollout=rollout_id)])
@@ -51,7 +58,7 @@ class Rollbacks(HostsInPlay):
         by_host = {change.host: change for change in changes}
         missing = [host for host in by_host if host not in self.targets]
         if missing:
-            self.progress(f"  not in the inventory, cannot roll back: {', '.join(missing)}")
+            self.progress(f"not in the inventory, cannot roll back: {', '.join(missing)}")
 
         def deactivate(session):
             change = by_host[session.target.name]
@@ -63,7 +70,8 @@ class Rollbacks(HostsInPlay):
         undone, all_answered = self.rolled_back(outcomes)
         for name, answer in undone.items():
             self.journal.mark(by_host[name].id, ChangeState.UNDONE)
-            self.progress(f"  {name}: rolled back ({undo_summary(answer.fields)})")
+            self.emit(events.HostRolledBack(host=name, ok=True, detail=undo_summary(answer.fields),
+                                            control=by_host[name].algorithm))
         return all_answered and not missing
 
     def rolled_back(self, outcomes: dict[str, fleet.Outcome]) -> tuple[dict[str, protocol.Answer], bool]:
@@ -72,7 +80,7 @@ class Rollbacks(HostsInPlay):
         for name, outcome in outcomes.items():
             if error := outcome.failure():
                 self.reports[name].fail(HostStatus.FAILED, error)
-                self.progress(f"  rollback failed: {error}")
+                self.emit(events.HostRolledBack(host=name, ok=False, detail=error))
                 continue
             self.reports[name].status = HostStatus.ROLLED_BACK
             undone[name] = outcome.answer
@@ -81,10 +89,11 @@ class Rollbacks(HostsInPlay):
     def rollback(self, rollout_id: str, only: set[str] | None = None) -> Result:
         """Undo ROLLOUT_ID's changes (on the hosts in ONLY, for --limit; the rest wait)."""
         changes = [c for c in self.journal.changes(rollout_id, PENDING) if only is None or c.host in only]
+        self.bus.rollout = rollout_id
         if not changes:
-            return Result(rollout_id, "nothing to do", EXIT_OK,
-                          f"rollout {rollout_id} has no change left to undo"
-                          + (" on these hosts" if only is not None else ""), self.reports)
+            return self.finished(Result(rollout_id, "nothing to do", EXIT_OK,
+                                        f"rollout {rollout_id} has no change left to undo"
+                                        + (" on these hosts" if only is not None else ""), self.reports))
         started = time.monotonic()
         undone = self.undo(changes)
         left = len(self.journal.changes(rollout_id, PENDING))
@@ -98,7 +107,8 @@ class Rollbacks(HostsInPlay):
         message = (f"rolled back {len(changes)} hosts in {time.monotonic() - started:.1f}s"
                    + (f"; {left} other hosts still carry this rollout" if left else "") if undone
                    else "some hosts could not be rolled back; run rollback again")
-        return Result(rollout_id, status, EXIT_OK if undone else EXIT_NEEDS_ATTENTION, message, self.reports)
+        return self.finished(Result(rollout_id, status, EXIT_OK if undone else EXIT_NEEDS_ATTENTION, message,
+                                    self.reports))
 
     def rollback_from_hosts(self) -> Result:
         """Undo whatever each host's own record says ccrollout changed there, newest first:
@@ -112,11 +122,11 @@ class Rollbacks(HostsInPlay):
         failed = bool(unreachable) or not all_answered
         for name, answer in undone.items():
             for item in answer.undone:
-                self.progress(f"  {name}: {item['name']} rolled back ({undo_summary(item)})")
+                self.emit(events.HostRolledBack(host=name, ok=True, detail=undo_summary(item), control=item["name"]))
         for name in hosts:
             if name not in unreachable and name not in recorded:
                 self.reports[name].status = HostStatus.OK
         message = (f"rolled back what {len(recorded)} hosts recorded; {len(hosts) - len(recorded)} had nothing"
                    if not failed else "some hosts could not be rolled back; run rollback --from-hosts again")
-        return Result(None, RolloutStatus.FAILED if failed else RolloutStatus.ROLLED_BACK,
-                      EXIT_NEEDS_ATTENTION if failed else EXIT_OK, message, self.reports)
+        return self.finished(Result(None, RolloutStatus.FAILED if failed else RolloutStatus.ROLLED_BACK,
+                                    EXIT_NEEDS_ATTENTION if failed else EXIT_OK, message, self.reports))

@@ -11,7 +11,7 @@ import os
 import socket
 import time
 
-from .. import build
+from .. import build, events
 from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, HostFailed, InvalidInput
 from ..host import protocol
 from ..journal import HostsLocked, Journal
@@ -61,13 +61,15 @@ class Runner(Rollbacks):
             raise HostsLocked("another controller holds these hosts; nothing was changed:\n  "
                               + "\n  ".join(refused.values()))
         self.journal.event(rollout_id, None, "plan", {"stages": [{"hosts": b, "controls": c} for b, c in plan]})
-        self.progress(f"rollout {rollout_id}: {built.name} to {len(hosts)} hosts ({rollout.hosts})")
+        self.bus.rollout = rollout_id
+        self.emit(events.RolloutStarted(name=rollout.name, algorithm=built.name, digest=built.digest,
+                                        hosts=hosts, stages=len(plan)))
         return self.finish(rollout_id, self.stages(rollout_id, rollout, built, plan, claimed_first=True))
 
     def build_control(self, rollout) -> build.BuiltObject:
         algorithm = rollout.algorithm
         built = build.build(algorithm.name, algorithm.source, tuple(algorithm.cflags), algorithm.root)
-        self.progress(f"built {built.name} {built.digest[:12]}{' (cached)' if built.cached else ''}")
+        self.emit(events.Built(algorithm=built.name, digest=built.digest, cached=built.cached))
         return built
 
     def stage_plan(self, rollout, hosts: list[str], seed: str) -> list[tuple[list[str], list[str]]]:
@@ -96,7 +98,7 @@ class Runner(Rollbacks):
         if result.status in (RolloutStatus.COMPLETED, RolloutStatus.ROLLED_BACK, RolloutStatus.ABORTED):
             # held or failed rollouts keep their hosts until rolled back
             self.release(rollout_id, [name for name in self.targets if self.reports[name].stage is not None])
-        return result
+        return self.finished(result)
 
     def resume(self, rollout_id: str, rollout) -> Result:
         """Carry on a rollout whose controller died: stages that passed stay passed; the stage
@@ -107,15 +109,15 @@ class Runner(Rollbacks):
             raise InvalidInput(f"rollout {rollout_id} put {recorded['algorithm']} {recorded['digest'][:12]} on "
                                f"its hosts, but the plan now builds {built.digest[:12]}: roll it back instead")
         hosts = list(self.targets)
-        events = self.journal.events(rollout_id, ("plan", "verdict"))
-        planned = next((e["data"]["stages"] for e in events if e["kind"] == "plan"), None)
+        journaled = self.journal.events(rollout_id, ("plan", "verdict"))
+        planned = next((e["data"]["stages"] for e in journaled if e["kind"] == "plan"), None)
         plan = ([(stage["hosts"], stage["controls"]) for stage in planned] if planned
                 else self.stage_plan(rollout, hosts, seed=f"{rollout.name}/{built.digest}"))
         unknown = sorted({name for batch, stage_controls in plan for name in batch + stage_controls} - set(hosts))
         if unknown:  # the inventory (or --limit) changed since, or the journal was edited
             raise InvalidInput(f"rollout {rollout_id} was planned over hosts this inventory does not select: "
                                f"{', '.join(unknown[:10])}; resume with the inventory it began with, or roll it back")
-        passed = {e["stage"] for e in events
+        passed = {e["stage"] for e in journaled
                   if e["kind"] == "verdict" and e["data"]["outcome"] in (StageOutcome.PASS, StageOutcome.UNCHANGED)}
         done = 0
         while done + 1 in passed:
@@ -127,7 +129,9 @@ class Runner(Rollbacks):
         if refused:  # the dead controller's claims carry this rollout's id
             raise HostsLocked("another controller holds these hosts:\n  " + "\n  ".join(refused.values()))
         self.journal.set_status(rollout_id, RolloutStatus.RUNNING)
-        self.progress(f"resuming rollout {rollout_id} after stage {done}")
+        self.bus.rollout = rollout_id
+        self.emit(events.RolloutStarted(name=rollout.name, algorithm=built.name, digest=built.digest,
+                                        hosts=hosts, stages=len(plan), resumed_after=done))
         return self.finish(rollout_id, self.stages(rollout_id, rollout, built, plan, resume_after=done))
 
     def stages(self, rollout_id: str, rollout, built: build.BuiltObject, plan, resume_after: int | None = None,
@@ -141,8 +145,8 @@ class Runner(Rollbacks):
                     self.reports[name].stage = number
                 continue
             self.close_sessions([n for n in self.sessions if n not in batch and n not in stage_controls])
-            self.progress(f"stage {number}/{len(plan)}: {', '.join(batch)}"
-                          + (f" (control: {', '.join(stage_controls)})" if stage_controls else ""))
+            self.bus.stage = number
+            self.emit(events.StageStarted(stages=len(plan), hosts=list(batch), controls=list(stage_controls)))
             claim = None if (claimed_first and number == 1) else self.claim_action(
                 rollout_id, self.lease(rollout, len(plan) - number + 1))
             context = StageContext(rollout_id, rollout, built, number, len(plan), batch, stage_controls, done,
@@ -162,11 +166,11 @@ class Runner(Rollbacks):
         if failures:
             self.report_failures(failures, HostStatus.FAILED)
             message = "stage {} cannot begin: {}".format(context.number, next(iter(failures.values())))
-            self.progress(f"  {message}")
+            self.progress(message)
             return self.end_in_rollback(context, message.splitlines()[0], EXIT_HOST_FAILED)
         lost = self.gather(context.controls)
         if lost:
-            self.progress(f"  left out of the controls (unreachable): {', '.join(sorted(lost))}")
+            self.progress(f"left out of the controls (unreachable): {', '.join(sorted(lost))}")
             context.controls = [name for name in context.controls if name not in lost]
         return None
 
@@ -194,11 +198,11 @@ class Runner(Rollbacks):
             "watch_start", lifetime=lifetime, source="sockets")]))
         for name, outcome in outcomes.items():
             if error := outcome.failure():
-                self.progress(f"  {name}: host-wide counters only ({error})")
+                self.progress(f"host-wide counters only ({error})", name)
             elif outcome.answer.note:
-                self.progress(f"  {name}: {outcome.answer.note}")
+                self.progress(outcome.answer.note, name)
             elif outcome.answer.source == "trace":
-                self.progress(f"  {name}: retransmissions from the tracer")
+                self.progress("retransmissions from the tracer", name)
 
     def result(self, rollout_id, status, exit_code: int, message: str,
                done: RolloutProgress | None = None) -> Result:
@@ -213,25 +217,26 @@ class Runner(Rollbacks):
         return self.result(context.rollout_id, RolloutStatus.FAILED, EXIT_NEEDS_ATTENTION,
                            message + "; rollback incomplete", context.done)
 
-    def wait_for_operator(self, rollout_id: str, stage: int) -> str:
-        """The plan's manual gate: 'promote' or 'abort', as `ccrollout promote|abort` records it."""
+    def wait_for_operator(self, rollout_id: str, stage: int, reason: str = "gate") -> str:
+        """The plan's manual gate (REASON "gate"), or an inconclusive stage the plan says to
+        pause on ("inconclusive"): 'promote' or 'abort', as `ccrollout promote|abort` records it."""
         gates = ("promote", "abort")
         seen = len(self.journal.events(rollout_id, gates))
         self.journal.set_status(rollout_id, RolloutStatus.PAUSED)
-        self.journal.event(rollout_id, stage, "paused", {})
-        self.progress(f"  paused after stage {stage}: `ccrollout promote {rollout_id}` goes on, "
-                      f"`ccrollout abort {rollout_id}` rolls back")
+        self.journal.event(rollout_id, stage, "paused", {"reason": reason})
+        self.emit(events.Paused(rollout=rollout_id, stage=stage, reason=reason))
         touched = [name for name, report in self.reports.items() if report.stage is not None]
         renewed = time.monotonic()
         while True:
             if time.monotonic() - renewed > HOST_LEASE_SECONDS / 10:
                 for name, error in self.claim(rollout_id, touched).items():
-                    self.progress(f"  {name}: claim not renewed ({error})")
+                    self.progress(f"claim not renewed ({error})", name)
                 renewed = time.monotonic()
             for event in self.journal.events(rollout_id, gates)[seen:]:
                 if event["kind"] in ("promote", "abort"):
                     self.journal.set_status(rollout_id, RolloutStatus.RUNNING)
-                    self.progress(f"  {event['kind']}d by {event['data'].get('by', 'an operator')}")
+                    self.emit(events.Decided(rollout=rollout_id, stage=stage, decision=event["kind"],
+                                             by=str(event["data"].get("by", "an operator"))))
                     return event["kind"]
             time.sleep(_OPERATOR_POLL_SECONDS)
 
@@ -262,8 +267,9 @@ class Runner(Rollbacks):
                 self.progress(f"  {line}")
         message = f"{would_change} of {len(hosts)} hosts would change; nothing was changed"
         if unreachable or self.refusals(hosts):
-            return Result(None, "unreachable" if unreachable else "refused", EXIT_HOST_FAILED, message, self.reports)
-        return Result(None, "checked", EXIT_OK, message, self.reports)
+            return self.finished(Result(None, "unreachable" if unreachable else "refused", EXIT_HOST_FAILED, message,
+                                        self.reports))
+        return self.finished(Result(None, "checked", EXIT_OK, message, self.reports))
 
     def already_in_place(self, name: str, built: build.BuiltObject, rollout) -> bool:
         return diff.already_in_place(self.facts.get(name, {}), built, rollout)

@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from .. import build, plan
+from .. import build, events, plan
 from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_ROLLED_BACK
 from ..host import protocol
 from ..status import ChangeState, HostStatus, RolloutStatus, StageOutcome
@@ -85,39 +85,42 @@ class StageRun:
         runner, context = self.runner, self.context
         in_place = all(runner.already_in_place(name, context.built, context.rollout) for name in context.hosts)
         baselines = {} if in_place else canary.measure_baseline(
-            runner.sampler, context.hosts + context.controls, context.schedule, runner.progress,
+            runner.sampler, context.hosts + context.controls, context.schedule, runner.emit,
             on_interval=self.record_interval, controls=context.controls)
         error = self.change()
         if error:
-            runner.progress(f"  {error}")
+            runner.progress(error)
             return runner.end_in_rollback(context, error.splitlines()[0], EXIT_HOST_FAILED)
         unchanged = all(runner.reports[name].status == HostStatus.OK for name in context.hosts)
         if unchanged and not context.resumed:
-            runner.progress("  nothing changed: no bake needed")
             self.record_verdict({"stage": context.number, "hosts": context.hosts,
                                  "outcome": StageOutcome.UNCHANGED, "reasons": []})
             return None
         controls = self.controls_still_apart()
         if context.schedule.settle > 0:
+            runner.emit(events.PhaseStarted(phase="settle", seconds=context.schedule.settle, hosts=context.hosts))
             time.sleep(context.schedule.settle)  # let connections opened before the change finish
         watched = canary.Bake(context.hosts, controls, baselines, new_control=context.built.name)
-        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.progress,
+        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.emit,
                               on_interval=self.record_interval)
         self.record_verdict({"stage": context.number, "hosts": context.hosts, "controls": controls,
                              "outcome": verdict.outcome, "reasons": list(verdict.reasons),
                              "source": context.rollout.health_source, "figures": figures(verdict)})
-        for reason in verdict.reasons:
-            runner.progress(f"  {reason}")
-        runner.progress(f"  verdict: {verdict.outcome}")
         runner.crash_point("after-verdict")
         return self.after(verdict)
 
     def after(self, verdict: judge.Verdict) -> Result | None:
         runner, context = self.runner, self.context
-        if verdict.passed and context.rollout.pause and not context.last:
-            if runner.wait_for_operator(context.rollout_id, context.number) == "abort":
+        gate = verdict.passed and context.rollout.pause and not context.last
+        # As Argo pauses on an inconclusive analysis: a person decides, even after the last stage.
+        undecided = (verdict.outcome == StageOutcome.INCONCLUSIVE
+                     and context.rollout.limits.on_inconclusive == judge.PAUSE)
+        if gate or undecided:
+            reason = "gate" if gate else "inconclusive"
+            if runner.wait_for_operator(context.rollout_id, context.number, reason) == "abort":
                 return runner.end_in_rollback(context, f"aborted by the operator after stage {context.number}",
                                               EXIT_ROLLED_BACK, RolloutStatus.ABORTED)
+            return None
         if verdict.passed:
             return None
         message = f"stage {context.number} did not pass ({verdict.outcome})"
@@ -137,6 +140,10 @@ class StageRun:
     def record_verdict(self, record: dict) -> None:
         self.context.done.verdicts.append(record)
         self.runner.journal.event(self.context.rollout_id, self.context.number, "verdict", record)
+        self.runner.emit(events.StageVerdict(
+            rollout=self.context.rollout_id, stage=self.context.number, outcome=record["outcome"],
+            hosts=list(record["hosts"]), controls=list(record.get("controls", [])),
+            reasons=list(record["reasons"]), figures=record.get("figures", {})))
 
     def controls_still_apart(self) -> list[str]:
         """The controls, less those whose namespaces were using a control this stage upgraded
@@ -148,7 +155,7 @@ class StageRun:
         sharing = [name for name in context.controls if name in facts
                    and (facts[name]["boot_id"], facts[name]["netns"]) in touched]
         if sharing:
-            runner.progress(f"  {', '.join(sharing)} share a kernel with this stage and run the new "
+            runner.progress(f"{', '.join(sharing)} share a kernel with this stage and run the new "
                             "version too: they no longer count as control hosts")
         return [name for name in context.controls if name not in sharing]
 
@@ -185,16 +192,17 @@ class StageRun:
             error = outcome.failure()
             if error:
                 runner.reports[name].fail(HostStatus.FAILED, error)
+                runner.emit(events.HostChanged(host=name, status=HostStatus.FAILED, note=error))
                 runner.journal.mark(change_ids[name], ChangeState.FAILED)
                 first_error = first_error or error
                 continue
             installed, activated, persisted = outcome.answers
             if persisted.changed and (persisted.unit or persisted.note):
-                runner.progress(f"  {name}: " + (f"restored at boot by {', '.join(persisted.unit)}"
-                                                 if persisted.unit else persisted.note))
+                runner.progress(f"restored at boot by {', '.join(persisted.unit)}" if persisted.unit
+                                else persisted.note, name)
             if installed.replaced:
-                runner.progress(f"  {name}: {built.name} upgraded in place from {installed.replaced[:12]}"
-                                f" (link {installed.link['link_id']} kept)")
+                runner.progress(f"{built.name} upgraded in place from {installed.replaced[:12]}"
+                                f" (link {installed.link['link_id']} kept)", name)
                 context.upgraded[name] = installed.other_users or []
             if installed.changed or activated.changed:
                 runner.journal.mark(change_ids[name], ChangeState.DONE, activated.previous)
@@ -206,5 +214,5 @@ class StageRun:
             return first_error
         runner.crash_point("after-change")
         for name in context.hosts:
-            runner.progress(f"  {name}: {runner.reports[name].status}")
+            runner.emit(events.HostChanged(host=name, status=runner.reports[name].status))
         return None

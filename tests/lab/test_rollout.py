@@ -19,12 +19,59 @@ from labkit import (HOSTS, NOT_JUDGING, REPO, assert_gone, ccrollout, default_of
                     roll_back_every_rollout, start_apply, struct_ops_named, write_plan)
 
 
+EVENTS_SCHEMA = Path(lab.__file__).resolve().parents[1] / "schema" / "events.schema.json"
 
-def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal_home):
+
+def read_events(path: Path) -> list[dict]:
+    """The JSON lines of --events, each checked against the schema the README documents."""
+    import jsonschema
+    validator = jsonschema.Draft202012Validator(json.loads(EVENTS_SCHEMA.read_text()))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        assert not list(validator.iter_errors(line)), line
+    assert (path.stat().st_mode & 0o077) == 0  # what the fleet did is the operator's alone
+    return lines
+
+
+class Webhook:
+    """A local HTTP server that keeps what is POSTed to it, for --notify."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal_home, tmp_path):
     before = {host: default_of(host) for host in HOSTS}
     try:
-        applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, "playbooks/lab-reno.yaml")
+        applied = ccrollout(journal_home, "apply", "--json", "--events", str(tmp_path / "events.jsonl"),
+                            "-i", fleet, "playbooks/lab-reno.yaml")
         assert applied.returncode == 0, applied.stderr + applied.stdout
+        streamed = read_events(tmp_path / "events.jsonl")
+        assert [e["outcome"] for e in streamed if e["event"] == "verdict"] == ["pass", "pass", "pass"]
+        assert [e["stage"] for e in streamed if e["event"] == "stage_started"] == [1, 2, 3]
+        assert any(e["event"] == "interval_sampled" and e["phase"] == "bake" and e["figures"] for e in streamed)
+        assert streamed[-1]["event"] == "finished" and streamed[-1]["status"] == "completed"
         summary = json.loads(applied.stdout)
         assert summary["status"] == "completed"
         assert [v["outcome"] for v in summary["verdicts"]] == ["pass", "pass", "pass"]
@@ -56,8 +103,21 @@ def test_good_plan_promotes_every_host_and_rollback_restores_them(fleet, journal
 
 def test_broken_plan_is_rolled_back_at_the_first_stage(fleet, journal_home, tmp_path):
     before = {host: default_of(host) for host in HOSTS}
-    applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, "playbooks/lab-broken.yaml")
+    webhook = Webhook()
+    try:
+        applied = ccrollout(journal_home, "apply", "--json", "--events", str(tmp_path / "events.jsonl"),
+                            "--notify", webhook.url, "-i", fleet, "playbooks/lab-broken.yaml")
+    finally:
+        webhook.close()
     assert applied.returncode == 1, applied.stderr + applied.stdout
+    streamed = read_events(tmp_path / "events.jsonl")
+    assert [e["event"] for e in streamed if e["event"] in ("verdict", "rolled_back", "finished")] == \
+        ["verdict", "rolled_back", "finished"]
+    # the webhook hears of the failed stage with the judge's reasons, as the stream tells it
+    assert [e["event"] for e in webhook.received] == ["verdict", "rolled_back", "finished"]
+    (told,) = [e for e in streamed if e["event"] == "verdict"]
+    assert webhook.received[0] == told and told["outcome"] == "fail"
+    assert any("above the ceiling" in reason for reason in told["reasons"])
     summary = json.loads(applied.stdout)
     assert summary["status"] == "rolled_back"
     (verdict,) = summary["verdicts"]
