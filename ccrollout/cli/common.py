@@ -63,14 +63,15 @@ def human_view(args):
 @contextlib.contextmanager
 def command_output(args, notify=()):
     """The bus a command's runner emits on, with its renderers: the human view, --events and
-    the webhooks (NOTIFY, and --notify). Each is closed at the end, the webhooks flushed."""
+    the webhooks (NOTIFY from the plan, the configured ones, and --notify). Each is closed at the end, the webhooks flushed."""
     from ..events import Bus
     from ..notify import Notifier
     from .render_events import EventLines
     if getattr(args, "json", False) and getattr(args, "events", None) == "-":
         raise UserError("--json and --events - would both write to standard output: give --events a file",
                         errors.EXIT_USAGE)
-    urls = [*notify, *(getattr(args, "notify", None) or [])]
+    configured = getattr(getattr(args, "config", None), "notify", ()) or ()  # ccrollout.cfg, CCROLLOUT_NOTIFY
+    urls = list(dict.fromkeys([*notify, *configured, *(getattr(args, "notify", None) or [])]))
     for url in getattr(args, "notify", None) or []:  # the plan's were checked by its schema
         if not re.fullmatch(r"https?://\S{1,2000}", url):
             raise UserError(f"--notify {url!r}: not an http or https URL", errors.EXIT_USAGE)

@@ -128,8 +128,18 @@ def with_roles(windows: dict[str, judge.Window], controls) -> dict[str, tuple[st
 
 
 def interval_figures(windows: dict[str, judge.Window]) -> dict[str, dict]:
-    """An interval's windows as an event carries them."""
-    return {host: {"sent": window.sent, "retransmitted": window.retransmitted} for host, window in windows.items()}
+    """An interval's windows as an event carries them: the segment counts always, bytes acked,
+    seconds, connections and RTTs where the source gave them."""
+    def carried(window: judge.Window) -> dict:
+        shown = {"sent": window.sent, "retransmitted": window.retransmitted}
+        if window.bytes_acked or window.seconds:
+            shown.update(bytes_acked=window.bytes_acked, seconds=round(window.seconds, 3),
+                         connections=window.connections)
+        for name in ("srtt_ms", "min_rtt_ms"):
+            if getattr(window, name) is not None:
+                shown[name] = round(getattr(window, name), 3)
+        return shown
+    return {host: carried(window) for host, window in windows.items()}
 
 
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,

@@ -246,3 +246,31 @@ def test_a_resumed_rollout_says_so(tmp_path, built, monkeypatch):
     assert result.status == RolloutStatus.COMPLETED, result.message
     assert seen[0].kind == "rollout_started" and seen[0].resumed_after == 0 and seen[0].rollout == rollout_id
     assert [e.stage for e in seen if isinstance(e, events.StageVerdict)] == [1, 2]
+
+
+def test_webhooks_of_the_plan_the_config_and_the_command_line_are_all_told_once():
+    import argparse
+
+    from ccrollout.cli.common import command_output
+    from ccrollout.config import Config
+    configured = Config(notify=("http://127.0.0.1:1/config", "http://127.0.0.1:1/both"))
+    args = argparse.Namespace(json=True, events=None, notify=["http://127.0.0.1:1/cli"], config=configured)
+    with command_output(args, ("http://127.0.0.1:1/plan", "http://127.0.0.1:1/both")) as bus:
+        (notifier,) = [s for s in bus.subscribers if isinstance(s, Notifier)]
+        urls = notifier.urls
+    assert urls == ["http://127.0.0.1:1/plan", "http://127.0.0.1:1/both", "http://127.0.0.1:1/config",
+                    "http://127.0.0.1:1/cli"]
+
+
+def test_an_interval_event_carries_goodput_and_rtt_figures_where_the_source_gives_them():
+    from ccrollout.rollout.canary import interval_figures
+    from ccrollout.rollout.judge import Window
+    shown = interval_figures({"a": Window(100, 1, bytes_acked=144800, seconds=2.0, connections=3, srtt_ms=3.14159),
+                              "b": Window(10, 0)})
+    assert shown == {"a": {"sent": 100, "retransmitted": 1, "bytes_acked": 144800, "seconds": 2.0,
+                           "connections": 3, "srtt_ms": 3.142},
+                     "b": {"sent": 10, "retransmitted": 0}}
+    event = events.IntervalSampled(phase="bake", index=1, intervals=4, elapsed=2.0, seconds=8.0, figures=shown,
+                                   unreachable=[], outcome="inconclusive", reasons=[], needed=3)
+    stamped = dataclasses.replace(event, rollout="r1", stage=1, time=1.0)
+    assert not list(VALIDATOR.iter_errors(stamped.as_dict()))
