@@ -8,6 +8,7 @@ TcpRetransSegs), or, on a changed host whose socket watcher runs (host/watch.py)
 of the connections that run the new control only, so old connections do not blur them.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -30,6 +31,11 @@ class Sample:
         return (self.by_control or {}).get(control)
 
 
+class NoFigures(str):
+    """A sampler's error that says a host's figures are missing (its monitoring did not
+    give them), not that the host is down: such a stage is inconclusive, never passed."""
+
+
 # hosts -> (a sample of each host that answered, the error of each that did not)
 Sampler = Callable[[list[str]], tuple[dict[str, Sample], dict[str, str]]]
 
@@ -49,12 +55,19 @@ class Recorder:
         self.per_control: set[str] = set()  # hosts whose windows are their control's alone
         self.series: dict[str, judge.Series] = {host: [] for host in self.hosts}
         self.unreachable: dict[str, str] = {}
+        self.missing: dict[str, str] = {}  # hosts whose figures the last reading lacked, and why
         self._last, errors = sampler(self.hosts)
-        self.unreachable.update(errors)
+        self._note(self._last, errors)
+
+    def _note(self, latest: dict, errors: dict[str, str]) -> None:
+        for host, error in errors.items():
+            (self.missing if isinstance(error, NoFigures) else self.unreachable)[host] = error
+        for host in latest:
+            self.missing.pop(host, None)
 
     def step(self) -> None:
         latest, errors = self.sampler(self.hosts)
-        self.unreachable.update(errors)
+        self._note(latest, errors)
         for host, reading in latest.items():
             if host in self._last:
                 self.series[host].append(self._window(host, self._last[host], reading))
@@ -68,8 +81,9 @@ class Recorder:
             return growth(start.of_control(control) or empty, end.of_control(control) or empty)
         return growth(start.total, end.total)
 
-    def of(self, hosts) -> dict[str, judge.Series]:
-        return {host: self.series[host] for host in hosts if host not in self.unreachable}
+    def of(self, hosts, keep_missing: bool = False) -> dict[str, judge.Series]:
+        return {host: self.series[host] for host in hosts if host not in self.unreachable
+                and (keep_missing or host not in self.missing)}
 
 
 def measure_baseline(sampler: Sampler, hosts: list[str], schedule: Schedule,
@@ -95,6 +109,15 @@ class Bake:
     new_control: str | None = None  # with it, a changed host's figures are that control's connections
 
 
+def without_figures(verdict: judge.Verdict, missing: dict[str, str]) -> judge.Verdict:
+    """A stage some of whose changed hosts lack figures is inconclusive, whatever
+    on_inconclusive says, unless the figures it has already fail it."""
+    if not missing or verdict.outcome == judge.FAIL:
+        return verdict
+    reasons = tuple(f"{host}: inconclusive: {why}" for host, why in sorted(missing.items()))
+    return dataclasses.replace(verdict, outcome=judge.INCONCLUSIVE, reasons=reasons + verdict.reasons)
+
+
 def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedule,
          progress=lambda text: None) -> judge.Verdict:
     """Watch for the schedule's bake, and longer, an interval at a time, while the plan
@@ -110,9 +133,10 @@ def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedu
         recorder.step()
         intervals += 1
         verdict = judge.judge(
-            canaries=recorder.of(watched.changed), baselines=watched.baselines,
+            canaries=recorder.of(watched.changed, keep_missing=True), baselines=watched.baselines,
             controls=recorder.of(watched.controls), limits=limits,
             unreachable=tuple(sorted(h for h in recorder.unreachable if h in watched.changed)))
+        verdict = without_figures(verdict, {h: why for h, why in recorder.missing.items() if h in watched.changed})
         progress(f"  bake: {verdict.outcome} after {time.monotonic() - started:.1f}s"
                  + (f" ({', '.join(sorted(recorder.per_control))}: {watched.new_control}'s connections only)"
                     if recorder.per_control and intervals == 1 else ""))

@@ -15,6 +15,7 @@ from .. import build
 from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, HostFailed, InvalidInput
 from ..host import protocol
 from ..journal import HostsLocked, Journal
+from ..metrics.prometheus import PrometheusSampler
 from ..plan import stage_batches
 from ..status import HostStatus, RolloutStatus, StageOutcome
 from . import controls, diff
@@ -35,6 +36,16 @@ class Runner(Rollbacks):
     def __init__(self, inventory_hosts, journal: Journal, preflight_all: bool = False, **options):
         super().__init__(inventory_hosts, journal, **options)
         self.preflight_all = preflight_all
+        self.prometheus_samplers: dict[str, PrometheusSampler] = {}  # rollout name -> its sampler
+
+    def sampler_for(self, rollout):
+        """Where the rollout's figures come from: the hosts' agents, or its Prometheus."""
+        if rollout.prometheus is None:
+            return self.sampler
+        if rollout.name not in self.prometheus_samplers:
+            addresses = {name: target.address for name, target in self.targets.items()}
+            self.prometheus_samplers[rollout.name] = PrometheusSampler(rollout.prometheus, addresses)
+        return self.prometheus_samplers[rollout.name]
 
     # -- claims ---------------------------------------------------------------
 
@@ -171,6 +182,8 @@ class Runner(Rollbacks):
             message = "stage {} cannot begin: {}".format(context.number, next(iter(failures.values())))
             self.progress(f"  {message}")
             return self.end_in_rollback(context, message.splitlines()[0], EXIT_HOST_FAILED)
+        if context.rollout.prometheus is not None:
+            return None  # controls are read from Prometheus: never reached
         lost = self.gather(context.controls)
         if lost:
             self.progress(f"  left out of the controls (unreachable): {', '.join(sorted(lost))}")
@@ -179,7 +192,8 @@ class Runner(Rollbacks):
 
     def run_stage(self, context: StageContext) -> Result | None:
         in_place = all(self.already_in_place(name, context.built, context.rollout) for name in context.hosts)
-        watching = context.resumed or not in_place  # a stage with nothing to change has nothing to bake
+        # A stage with nothing to change has nothing to bake; Prometheus needs no watcher.
+        watching = (context.resumed or not in_place) and context.rollout.prometheus is None
         if watching:
             self.start_watchers(context)
         try:

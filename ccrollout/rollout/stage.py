@@ -73,8 +73,9 @@ class StageRun:
         """The stage; a Result when the rollout ends here, None to go on."""
         runner, context = self.runner, self.context
         in_place = all(runner.already_in_place(name, context.built, context.rollout) for name in context.hosts)
+        sampler = runner.sampler_for(context.rollout)
         baselines = {} if in_place else canary.measure_baseline(
-            runner.sampler, context.hosts + context.controls, context.schedule, runner.progress)
+            sampler, context.hosts + context.controls, context.schedule, runner.progress)
         error = self.change()
         if error:
             runner.progress(f"  {error}")
@@ -89,7 +90,7 @@ class StageRun:
         if context.schedule.settle > 0:
             time.sleep(context.schedule.settle)  # let connections opened before the change finish
         watched = canary.Bake(context.hosts, controls, baselines, new_control=context.built.name)
-        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.progress)
+        verdict = canary.bake(sampler, watched, context.rollout.limits, context.schedule, runner.progress)
         self.record_verdict({"stage": context.number, "hosts": context.hosts, "controls": controls,
                              "outcome": verdict.outcome, "reasons": list(verdict.reasons),
                              "source": context.rollout.health_source, "figures": figures(verdict)})
