@@ -40,8 +40,8 @@ def connect(source: PrometheusSource) -> PrometheusConnect:
 
 def value_of(result, query: str) -> tuple[float, float]:
     """(time, value) of the one series an instant query returned (the API's data.result)."""
-    if not isinstance(result, list):
-        raise NoSeries(f"{query} did not return an instant vector")
+    if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
+        raise NoSeries(f"{query} did not return an instant vector (a scalar or a string?)")
     if not result:
         raise NoSeries(f"Prometheus has no series for {query}")
     if len(result) > 1:
