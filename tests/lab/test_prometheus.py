@@ -1,0 +1,104 @@
+"""Stages judged from the lab's Prometheus (health.source: prometheus): node_exporter in each
+host's namespace, one Prometheus scraping them every second. Reno passes, the broken control
+fails without the control hosts ever being reached over SSH, and a Prometheus that does not
+answer, or has no series for a host, makes a stage inconclusive, never a pass."""
+
+import json
+import urllib.parse
+import urllib.request
+
+from labkit import HOSTS, assert_gone, ccrollout, default_of, roll_back_every_rollout, write_plan
+
+from ccrollout import lab
+
+PROMETHEUS = {"url": lab.PROMETHEUS_URL}
+JUDGED = {"min_segments": 300, "max_retransmit_ratio": "15%", "max_increase": "10%", "source": "prometheus"}
+
+
+def instant(query: str) -> list:
+    url = f"{lab.PROMETHEUS_URL}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
+def apply(journal_home, fleet, plan) -> dict:
+    applied = ccrollout(journal_home, "apply", "--json", "-i", fleet, str(plan))
+    assert "Traceback" not in applied.stdout + applied.stderr
+    summary = json.loads(applied.stdout)
+    summary["returncode"] = applied.returncode
+    return summary
+
+
+def test_each_hosts_node_exporter_reports_its_own_namespace(fleet):
+    status = lab.status()
+    assert status["prometheus"]["running"] and status["prometheus"]["targets_up"] == len(HOSTS)
+    assert all(status["hosts"][host]["node_exporter_pid"] for host in HOSTS)
+    sent = {series["metric"]["lab_host"]: float(series["value"][1])
+            for series in instant("node_netstat_Tcp_OutSegs")}
+    # Each namespace has counters of its own: the hosts' senders make them differ.
+    assert set(sent) == set(HOSTS) and len(set(sent.values())) == len(HOSTS)
+
+
+def test_reno_passes_judged_from_prometheus(fleet, journal_home):
+    summary = apply(journal_home, fleet, "playbooks/lab-reno-prometheus.yaml")
+    try:
+        assert summary["returncode"] == 0, summary
+        assert [v["outcome"] for v in summary["verdicts"]] == ["pass"] * len(HOSTS)
+        first = summary["verdicts"][0]
+        assert first["source"] == "prometheus" and first["figures"]["lab1"]["sent"] > 300
+        assert first["figures"]["lab1"]["control"]["intervals"] >= 3
+        assert all(default_of(host) == "ccr_reno" for host in HOSTS)
+    finally:
+        roll_back_every_rollout(journal_home, fleet)
+    assert_gone("ccr_reno")
+
+
+def test_the_broken_control_fails_and_the_controls_are_never_reached(fleet, journal_home, tmp_path):
+    before = {host: default_of(host) for host in HOSTS}
+    plan = write_plan(tmp_path, "ccr_broken", "fixtures/ccr_broken.bpf.c", baseline="4s",
+                      health={**JUDGED, "prometheus": PROMETHEUS})
+    summary = apply(journal_home, fleet, plan)
+    try:
+        assert summary["returncode"] == 1, summary
+        assert summary["status"] == "rolled_back"
+        (verdict,) = summary["verdicts"]
+        assert verdict["hosts"] == ["lab1"] and verdict["outcome"] == "fail"
+        assert any("above the ceiling" in reason for reason in verdict["reasons"]), verdict["reasons"]
+        assert verdict["figures"]["lab1"]["control"]["median"] < 0.05
+        for host in verdict["controls"]:
+            assert summary["hosts"][host]["phases"] == {}   # read from Prometheus, not over SSH
+    finally:
+        roll_back_every_rollout(journal_home, fleet)
+    assert {host: default_of(host) for host in HOSTS} == before
+    assert_gone("ccr_broken")
+
+
+def _short_stage(tmp_path, prometheus: dict):
+    # on_inconclusive: pass, so only the source's own rule keeps missing figures from passing.
+    return write_plan(tmp_path, "ccr_reno", "ccr_reno.bpf.c", stages=[1, "100%"], baseline="2s", bake="4s",
+                      health={**JUDGED, "on_inconclusive": "pass", "min_intervals": 2, "prometheus": prometheus})
+
+
+def test_a_prometheus_that_does_not_answer_is_inconclusive(fleet, journal_home, tmp_path):
+    summary = apply(journal_home, fleet, _short_stage(tmp_path, {"url": "http://127.0.0.1:9"}))
+    try:
+        assert summary["returncode"] == 1 and summary["status"] == "rolled_back", summary
+        (verdict,) = summary["verdicts"]
+        assert verdict["outcome"] == "inconclusive"
+        assert verdict["reasons"][0].startswith("lab1: inconclusive: Prometheus at http://127.0.0.1:9 did not answer")
+    finally:
+        roll_back_every_rollout(journal_home, fleet)
+    assert_gone("ccr_reno")
+
+
+def test_no_series_for_a_host_is_inconclusive(fleet, journal_home, tmp_path):
+    summary = apply(journal_home, fleet, _short_stage(tmp_path, {**PROMETHEUS, "instance": "{{host}}:9100"}))
+    try:
+        assert summary["returncode"] == 1 and summary["status"] == "rolled_back", summary
+        (verdict,) = summary["verdicts"]
+        assert verdict["outcome"] == "inconclusive"
+        assert verdict["reasons"][0] == ('lab1: inconclusive: Prometheus has no series for '
+                                         'node_netstat_Tcp_OutSegs{instance="lab1:9100"}')
+    finally:
+        roll_back_every_rollout(journal_home, fleet)
+    assert_gone("ccr_reno")
