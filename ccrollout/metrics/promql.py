@@ -115,7 +115,7 @@ def plan_problems(health) -> list[tuple[tuple, str]]:
     wanted, given = health.get("source") == "prometheus", "prometheus" in health
     if wanted and not given:
         problems.append((("source",), "source: prometheus needs health.prometheus with a url"))
-    if given and not wanted and "source" in health:
+    if given and not wanted:
         problems.append((("prometheus",), "health.prometheus is read only with source: prometheus"))
     entry = health.get("prometheus")
     if not isinstance(entry, dict):

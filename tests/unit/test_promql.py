@@ -129,6 +129,7 @@ def test_other_sources_have_no_prometheus(tmp_path):
      r"prometheus.queries.sent: unknown template value \{\{ip\}\}"),
     ("source: prometheus\nprometheus: {url: 'http://prom', queries: {goodput: 'x'}}", r"queries.*goodput"),
     ("source: sockets\nprometheus: {url: 'http://prom'}", r"health.prometheus is read only with source: prometheus"),
+    ("prometheus: {url: 'http://prom'}", r"health.prometheus is read only with source: prometheus"),
 ])
 def test_a_bad_prometheus_source_is_one_clear_message(tmp_path, health, expected):
     with pytest.raises(InvalidInput) as caught:
