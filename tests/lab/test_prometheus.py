@@ -10,6 +10,7 @@ import urllib.request
 from labkit import HOSTS, assert_gone, ccrollout, default_of, roll_back_every_rollout, write_plan
 
 from ccrollout import lab
+from ccrollout.metrics import promql
 
 PROMETHEUS = {"url": lab.PROMETHEUS_URL}
 JUDGED = {"min_segments": 300, "max_retransmit_ratio": "15%", "max_increase": "10%", "source": "prometheus"}
@@ -37,6 +38,15 @@ def test_each_hosts_node_exporter_reports_its_own_namespace(fleet):
             for series in instant("node_netstat_Tcp_OutSegs")}
     # Each namespace has counters of its own: the hosts' senders make them differ.
     assert set(sent) == set(HOSTS) and len(set(sent.values())) == len(HOSTS)
+
+
+def test_prometheus_reads_escaped_values_as_their_text(fleet):
+    # The escaping of template values is PromQL's own: lab1 written all in escapes finds lab1,
+    # and a name that tries to close the string finds nothing instead of running its query.
+    spelled = "".join(f"\\u{ord(char):04x}" for char in "lab1")
+    assert [s["metric"]["lab_host"] for s in instant(f'node_netstat_Tcp_OutSegs{{lab_host="{spelled}"}}')] == ["lab1"]
+    hostile = promql.escape('lab1"} or vector(1) or up{x="')
+    assert instant(f'node_netstat_Tcp_OutSegs{{lab_host="{hostile}"}}') == []
 
 
 def test_reno_passes_judged_from_prometheus(fleet, journal_home):
