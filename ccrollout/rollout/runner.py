@@ -15,7 +15,6 @@ from .. import build
 from ..errors import EXIT_HOST_FAILED, EXIT_NEEDS_ATTENTION, EXIT_OK, HostFailed, InvalidInput
 from ..host import protocol
 from ..journal import HostsLocked, Journal
-from ..metrics.prometheus import PrometheusSampler
 from ..plan import stage_batches
 from ..status import HostStatus, RolloutStatus, StageOutcome
 from . import controls, diff
@@ -36,13 +35,14 @@ class Runner(Rollbacks):
     def __init__(self, inventory_hosts, journal: Journal, preflight_all: bool = False, **options):
         super().__init__(inventory_hosts, journal, **options)
         self.preflight_all = preflight_all
-        self.prometheus_samplers: dict[str, PrometheusSampler] = {}  # rollout name -> its sampler
+        self.prometheus_samplers: dict = {}  # rollout name -> its metrics.prometheus.PrometheusSampler
 
     def sampler_for(self, rollout):
         """Where the rollout's figures come from: the hosts' agents, or its Prometheus."""
         if rollout.prometheus is None:
             return self.sampler
         if rollout.name not in self.prometheus_samplers:
+            from ..metrics.prometheus import PrometheusSampler  # requests: only for plans that ask Prometheus
             addresses = {name: target.address for name, target in self.targets.items()}
             self.prometheus_samplers[rollout.name] = PrometheusSampler(rollout.prometheus, addresses)
         return self.prometheus_samplers[rollout.name]
