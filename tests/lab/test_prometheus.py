@@ -4,6 +4,8 @@ fails without the control hosts ever being reached over SSH, and a Prometheus th
 answer, or has no series for a host, makes a stage inconclusive, never a pass."""
 
 import json
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -13,6 +15,7 @@ from ccrollout import lab
 from ccrollout.metrics import promql
 
 PROMETHEUS = {"url": lab.PROMETHEUS_URL}
+SCRAPE_WAIT_SECONDS = 30
 JUDGED = {"min_segments": 300, "max_retransmit_ratio": "15%", "max_increase": "10%", "source": "prometheus"}
 
 
@@ -30,14 +33,35 @@ def apply(journal_home, fleet, plan) -> dict:
     return summary
 
 
+def namespace_out_segs(host: str) -> int:
+    """TcpOutSegs as the host's own namespace counts it (/proc/net/snmp)."""
+    snmp = subprocess.run(["ip", "netns", "exec", host, "cat", "/proc/net/snmp"], capture_output=True,
+                          text=True, check=True).stdout
+    names, values = [line.split()[1:] for line in snmp.splitlines() if line.startswith("Tcp:")]
+    return int(values[names.index("OutSegs")])
+
+
+def scraped_after(query: str, moment: float) -> float:
+    """The query's one value, from a scrape that began after MOMENT (Prometheus scrapes every
+    second; the bound is only there so a broken lab cannot hang the test)."""
+    deadline = time.monotonic() + SCRAPE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        result = instant(query)
+        if result and float(result[0]["value"][0]) > moment:
+            return float(result[0]["value"][1])
+        time.sleep(0.2)
+    raise AssertionError(f"no scrape of {query} after {moment} within {SCRAPE_WAIT_SECONDS}s")
+
+
 def test_each_hosts_node_exporter_reports_its_own_namespace(fleet):
     status = lab.status()
     assert status["prometheus"]["running"] and status["prometheus"]["targets_up"] == len(HOSTS)
     assert all(status["hosts"][host]["node_exporter_pid"] for host in HOSTS)
-    sent = {series["metric"]["lab_host"]: float(series["value"][1])
-            for series in instant("node_netstat_Tcp_OutSegs")}
-    # Each namespace has counters of its own: the hosts' senders make them differ.
-    assert set(sent) == set(HOSTS) and len(set(sent.values())) == len(HOSTS)
+    for host in HOSTS:
+        before, moment = namespace_out_segs(host), time.time()
+        scraped = scraped_after(f'node_netstat_Tcp_OutSegs{{lab_host="{host}"}}', moment)
+        # Read between two readings of that namespace's own counter: its, and no other's.
+        assert before <= scraped <= namespace_out_segs(host)
 
 
 def test_prometheus_reads_escaped_values_as_their_text(fleet):
