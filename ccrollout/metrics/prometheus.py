@@ -39,7 +39,8 @@ def connect(source: PrometheusSource) -> PrometheusConnect:
 
 
 def value_of(result, query: str) -> tuple[float, float]:
-    """(time, value) of the one series an instant query returned (the API's data.result)."""
+    """(time, value) of the one series an instant query returned (the API's data.result); the
+    time is the evaluation's, not the scrape's."""
     if not isinstance(result, list) or not all(isinstance(series, dict) for series in result):
         raise NoSeries(f"{query} did not return an instant vector (a scalar or a string?)")
     if not result:

@@ -41,16 +41,18 @@ def namespace_out_segs(host: str) -> int:
     return int(values[names.index("OutSegs")])
 
 
-def scraped_after(query: str, moment: float) -> float:
-    """The query's one value, from a scrape that began after MOMENT (Prometheus scrapes every
-    second; the bound is only there so a broken lab cannot hang the test)."""
+def scraped_after(series: str, moment: float) -> float:
+    """The first value of SERIES that Prometheus scraped after MOMENT. A range selector gives
+    the samples with their own times (an instant vector carries the query's time instead);
+    Prometheus scrapes every second, the bound only keeps a broken lab from hanging the test."""
     deadline = time.monotonic() + SCRAPE_WAIT_SECONDS
     while time.monotonic() < deadline:
-        result = instant(query)
-        if result and float(result[0]["value"][0]) > moment:
-            return float(result[0]["value"][1])
+        for result in instant(f"{series}[10s]"):
+            later = [float(value) for stamp, value in result["values"] if float(stamp) > moment]
+            if later:
+                return later[0]
         time.sleep(0.2)
-    raise AssertionError(f"no scrape of {query} after {moment} within {SCRAPE_WAIT_SECONDS}s")
+    raise AssertionError(f"no scrape of {series} after {moment} within {SCRAPE_WAIT_SECONDS}s")
 
 
 def test_each_hosts_node_exporter_reports_its_own_namespace(fleet):
