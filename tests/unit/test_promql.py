@@ -288,3 +288,49 @@ def test_a_control_without_figures_is_only_left_out():
     schedule = Schedule(baseline=0, settle=0, bake=0.2, interval=0.05, max_extend=0)
     verdict = canary.bake(_steady_sampler({"lab3"}), canary.Bake(["lab1"], ["lab3"], {}), limits, schedule)
     assert verdict.outcome == judge.PASS
+
+
+# -- the runner with a Prometheus source ----------------------------------------------------------
+
+
+def test_a_rollout_judged_from_prometheus_never_reaches_its_controls(tmp_path, monkeypatch):
+    """Stage 1's host retransmits half its segments by Prometheus's counters: it fails there,
+    and the controls it was compared with were read from Prometheus alone."""
+    import hashlib
+    from ccrollout import build
+    from ccrollout.inventory import Host
+    from ccrollout.journal import Journal
+    from ccrollout.metrics import prometheus
+    from ccrollout.plan import Algorithm, Rollout, Scope, Stage
+    from ccrollout.rollout.runner import Runner
+    from ccrollout.simulation import SimulatedFleet
+    from ccrollout.status import RolloutStatus
+
+    path = tmp_path / "ccr_sim.bpf.o"
+    path.write_bytes(b"not really an ELF object")
+    built = build.BuiltObject("ccr_sim", tmp_path / "ccr_sim.bpf.c", path,
+                              hashlib.sha256(path.read_bytes()).hexdigest(), 1, (), True)
+    monkeypatch.setattr(Runner, "build_control", lambda self, rollout: built)
+    readings: dict[str, int] = {}
+
+    def counters(query):
+        host = re.search(r'instance="(\w+):9100"', query).group(1)
+        readings[query] = readings.get(query, 0) + 1
+        per_reading = 1000 if "OutSegs" in query else (500 if host == "h0" else 10)
+        return vector(per_reading * readings[query])
+    monkeypatch.setattr(prometheus, "connect", lambda source: CannedClient(counters))
+
+    hosts = [Host(f"h{index}", {}, ("all",)) for index in range(4)]
+    fleet = SimulatedFleet([h.name for h in hosts], ratios={"reno": 0.01, "ccr_sim": 0.01})
+    rollout = Rollout(name="sim", algorithm=Algorithm("ccr_sim", build.Path("/dev/null")), hosts="all",
+                      stages=(Stage(1), Stage(100, percent=True)),
+                      schedule=Schedule(baseline=0.3, settle=0, bake=0.4, interval=0.1),
+                      limits=judge.Limits(0.15, 0.10, 50), on_failure="rollback", scope=Scope(), control=Stage(2),
+                      health_source="prometheus", prometheus=SOURCE)
+    with Runner(hosts, Journal(tmp_path / "journal.sqlite"), progress=lambda text: None,
+                connect=fleet.connect) as runner:
+        result = runner.apply("plan.yaml", rollout)
+    assert result.status == RolloutStatus.ROLLED_BACK, result.message
+    (verdict,) = result.verdicts
+    assert verdict["outcome"] == "fail" and verdict["source"] == "prometheus" and len(verdict["controls"]) == 2
+    assert all(not fleet.hosts[name].calls for name in verdict["controls"])
