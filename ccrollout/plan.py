@@ -30,6 +30,7 @@ from ccrollout.diagnostics import (
 )
 from ccrollout.errors import InvalidInput
 from ccrollout.inventory import Inventory, split_host_pattern
+from ccrollout.metrics import promql
 from ccrollout.localfiles import PLAN_LIMIT, UnreadableFile, read_regular_text
 from ccrollout.planschema import SCHEMA_PATH, health_defaults, plan_schema, schema_default, schema_problems, validator
 from ccrollout.rollout.judge import Limits
@@ -108,7 +109,8 @@ class Rollout:
     on_failure: str             # "rollback" | "hold"
     pause: bool = False         # wait for promote or abort after each passed stage but the last
     scope: Scope = Scope()
-    health_source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace
+    health_source: str = "sockets"  # where a changed host's retransmissions come from: sockets | trace | prometheus
+    prometheus: promql.PrometheusSource | None = None  # with health_source prometheus
     control: Stage | None = None    # control hosts per stage; None: about the stage's own size
     persist: bool = True            # hosts restore the control at boot
 
@@ -418,6 +420,9 @@ class _PlanReader:
             value = health.get(key)
             if isinstance(value, str) and self.ok(at + (key,)):
                 self.parse(at + (key,), lambda text: units.parse_percent(text, maximum=maximum), value)
+        for path, message in promql.plan_problems(health):
+            if self.ok(at + path):
+                self.error(at + path, message)
 
     def parse(self, at: tuple, parser: Any, value: Any) -> Any:
         try:
@@ -478,6 +483,8 @@ class _PlanReader:
                             routes=tuple(str(ipaddress.ip_network(prefix))
                                          for prefix in scope.get("routes", schema_default("scope", "routes")))),
                 health_source=health["source"],
+                prometheus=(promql.PrometheusSource.from_plan(health["prometheus"])
+                            if health["source"] == "prometheus" else None),
                 control=None if entry.get("control") is None else _as_stage(entry["control"]),
                 persist=entry.get("persist", schema_default("rollout", "persist")),
             ))

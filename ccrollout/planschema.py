@@ -124,4 +124,4 @@ def schema_problems(error: jsonschema.ValidationError) -> Iterable[tuple[tuple, 
 
 def health_defaults() -> dict[str, Any]:
     properties = plan_schema()["$defs"]["health"]["properties"]
-    return {key: spec["default"] for key, spec in properties.items()}
+    return {key: spec["default"] for key, spec in properties.items() if "default" in spec}

@@ -13,6 +13,7 @@ apt_packages=(
     iproute2 nftables iperf3 procps util-linux psmisc
     python3 python3-venv python3-bpfcc bpfcc-tools systemd
     linux-headers-amd64
+    prometheus prometheus-node-exporter
 )
 backports_packages=(libbpf1 libbpf-dev bpftool)
 backports_file=/etc/apt/sources.list.d/ccrollout-bookworm-backports.sources
@@ -49,6 +50,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends -t bookworm-backports \
         "${backports_packages[@]}" >/dev/null
 fi
+
+# The lab starts its own node_exporters and Prometheus (ccrollout/lab/monitoring.py). The
+# packages' services would hold ports 9090 and 9100 and scrape this machine: keep them off.
+for service in prometheus prometheus-node-exporter; do
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now "$service" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$service" ]; then
+        "/etc/init.d/$service" stop >/dev/null 2>&1 || true
+        update-rc.d "$service" disable >/dev/null 2>&1 || true
+    fi
+done
 
 # The venv sees the system site-packages so that bcc (python3-bpfcc) imports.
 if [ ! -x "$venv/bin/python" ]; then

@@ -49,12 +49,19 @@ Files under the lab dir (``/run/ccrollout-lab``, or ``$CCROLLOUT_LAB_DIR``): ``i
 ``ssh_config`` (``ssh -F <lab dir>/ssh_config lab1``), ``bpffs/``, ``hosts/labN/`` (the
 per-host ``ccrollout_state_dir``), and the lab's own ``sshd/``, ``traffic/`` and ``lab.json``.
 
+Monitoring (``monitoring``): a node_exporter in each host's namespace, listening on the
+host's address, port 9100 (netstat collector only, so it reports that namespace's TCP
+counters), and one Prometheus on the controller's side at ``http://127.0.0.1:9090`` scraping
+them every second (each target labelled ``lab_host="labN"``), its data under
+``<lab dir>/monitoring/``. ``down`` ends them and removes the data.
+
 CE marks only matter on ECN-capable connections: a control with TCP_CONG_NEEDS_ECN asks for
 ECN by itself; for others set ``net.ipv4.tcp_ecn=1`` in the host's namespace.
 
 Modules, each importing only those above it: ``base`` (paths, state, the lock, commands,
 processes), ``netns`` (namespaces, veths, the hub's bridge, addresses), ``sshd``, ``traffic``
-(the sink and senders, and starting them), ``impairments``, ``inventory``, and ``lifecycle``
+(the sink and senders, and starting them), ``impairments``, ``inventory``, ``monitoring``
+(node_exporter and Prometheus), and ``lifecycle``
 (up, down, status).
 """
 
@@ -70,12 +77,13 @@ from ccrollout.lab.impairments import (
     DEFAULT_RATE, NFT_TABLE, PROBABILITY_SCALE, TBF_BURST, TBF_LIMIT_BYTES, impair,
     parse_fraction, parse_rate)
 from ccrollout.lab.inventory import inventory_path
+from ccrollout.lab.monitoring import PROMETHEUS_URL
 from ccrollout.lab.lifecycle import DEFAULT_HOSTS, MAX_HOSTS, down, leftovers, status, up
 
 __all__ = [
     "BRIDGE", "DEFAULT_HOSTS", "DEFAULT_LAB_DIR", "DEFAULT_RATE", "DEFAULT_SUBNET", "DEFAULT_SUBNET6",
     "HOST_DEFAULT_CONGESTION", "HOST_IFACE", "HOST_OFFSET", "HUB_NS", "HUB_OFFSET",
-    "HUB_ROOT_VETH", "JUMP_HOST", "LABTRAFFIC", "LabFailed", "lab_subnet6", "MAX_HOSTS", "NFT_TABLE", "PROBABILITY_SCALE",
+    "HUB_ROOT_VETH", "JUMP_HOST", "LABTRAFFIC", "LabFailed", "lab_subnet6", "MAX_HOSTS", "NFT_TABLE", "PROBABILITY_SCALE", "PROMETHEUS_URL",
     "ROOT_OFFSET", "ROOT_VETH", "SSHD", "SSHD_PRIVSEP_DIR", "SSH_PORT", "TBF_BURST",
     "TBF_LIMIT_BYTES", "TRAFFIC_PORT", "down", "impair", "inventory_path", "lab_dir",
     "leftovers", "parse_fraction", "parse_rate", "run_transfer", "status", "traffic_start",

@@ -36,7 +36,7 @@ def lab_dir() -> Path:
 
 # Everything the lab puts into its directory; `down` removes these and nothing else.
 LAB_ENTRIES = {"lab.json", "id_ed25519", "id_ed25519.pub", "authorized_keys", "known_hosts",
-               "ssh_config", "inventory.ini", "bpffs", "hosts", "sshd", "traffic"}
+               "ssh_config", "inventory.ini", "bpffs", "hosts", "sshd", "traffic", "monitoring"}
 # What a crash in write_atomically leaves beside a file (and earlier versions' ".tmp").
 _TEMPORARY_SUFFIX = re.compile(r"\.(?:[0-9a-f]+\.partial|tmp)$")
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from ccrollout.errors import LabFailed
-from ccrollout.lab import impairments, inventory, netns, sshd, traffic
+from ccrollout.lab import impairments, inventory, monitoring, netns, sshd, traffic
 from ccrollout.lab.base import (
     LabPaths, file_identity, is_lab_entry, kill, lab_dir, load_state, locked, require_root, run,
     save_state)
@@ -87,6 +87,7 @@ def _build(paths: LabPaths, state: dict, hosts: int, behind_jump: list[str]) -> 
     impairments.apply_hub_rules(subnet, state)
     save_state(paths, state)
     sshd.wait_for_sshd(paths, subnet, names, unreachable=behind_jump)
+    monitoring.ensure(paths, subnet, names)
     sshd.write_known_hosts(paths, (subnet, subnet6), names)
     inventory.write_client_files(paths, subnet, names, behind_jump)
     sshd.verify_shared_bpffs(paths, names)
@@ -198,6 +199,7 @@ def down() -> None:
         names = lab_host_namespaces() + ([HUB_NS] if HUB_NS in netns_names() else [])
         namespace_ids = _lab_namespace_ids(paths, names)
         kill(traffic.traffic_pids())
+        monitoring.stop(paths)
         stuck = kill(pids_in_namespaces(namespace_ids))
         if stuck:
             raise LabFailed(f"lab processes {sorted(stuck)} do not end, even on SIGKILL")
@@ -250,6 +252,7 @@ def leftovers() -> list[str]:
     found += [f"mount {m}" for m in _mounts_under(paths.root)]
     found += [f"process {p} (sshd)" for p in sshd.lab_sshd_pids(paths)]
     found += [f"process {p}" for p in traffic.traffic_pids()]
+    found += [f"process {p} (monitoring)" for p in monitoring.monitoring_pids(paths)]
     if paths.root.is_dir():
         entries = os.listdir(paths.root)
         ours = [e for e in entries if is_lab_entry(e)]
@@ -266,9 +269,10 @@ def status() -> dict:
         {"up": bool, "lab_dir": str, "subnet": str, "inventory": str | None,
          "bpffs": bool, "hub": {"namespace": bool, "address": str, "sink": bool},
          "hosts": {"lab1": {"namespace": bool, "address": str, "sshd": bool,
-                            "sshd_pid": int | None, "traffic": bool,
+                            "sshd_pid": int | None, "traffic": bool, "node_exporter_pid": int | None,
                             "impairment": {"rate": str, "loss": float, "ce": float}}},
-         "traffic": bool}
+         "traffic": bool,
+         "prometheus": {"url": str, "running": bool, "pid": int | None, "targets_up": int | None}}
     """
     require_root()
     paths = LabPaths(lab_dir())
@@ -289,6 +293,7 @@ def status() -> dict:
             "sshd": pid is not None,
             "sshd_pid": pid,
             "traffic": traffic.sender_pid(paths, name) is not None,
+            "node_exporter_pid": monitoring.exporter_pid(paths, name),
             "impairment": impairments.describe_impairment(
                 state.get("impairments", {}).get(name, {})),
         }
@@ -309,4 +314,5 @@ def status() -> dict:
         "hub": hub,
         "hosts": hosts,
         "traffic": hub["sink"] or any(h["traffic"] for h in hosts.values()),
+        "prometheus": monitoring.status(paths),
     }

@@ -8,6 +8,7 @@ TcpRetransSegs), or, on a changed host whose socket watcher runs (host/watch.py)
 of the connections that run the new control only, so old connections do not blur them.
 """
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ class Sample:
 
     def of_control(self, control: str) -> judge.Window | None:
         return (self.by_control or {}).get(control)
+
+
+class NoFigures(str):
+    """A sampler's error that says a host's figures are missing (its monitoring did not
+    give them), not that the host is down: such a stage is inconclusive, never passed."""
 
 
 # hosts -> (a sample of each host that answered, the error of each that did not)
@@ -72,13 +78,20 @@ class Recorder:
         self.per_control: set[str] = set()  # hosts whose windows are their control's alone
         self.series: dict[str, judge.Series] = {host: [] for host in self.hosts}
         self.unreachable: dict[str, str] = {}
+        self.missing: dict[str, str] = {}  # hosts whose figures the last reading lacked, and why
         self._last, errors = sampler(self.hosts)
-        self.unreachable.update(errors)
+        self._note(self._last, errors)
+
+    def _note(self, latest: dict, errors: dict[str, str]) -> None:
+        for host, error in errors.items():
+            (self.missing if isinstance(error, NoFigures) else self.unreachable)[host] = error
+        for host in latest:
+            self.missing.pop(host, None)
 
     def step(self) -> dict[str, judge.Window]:
         """Sample once; the new window of each host that answered twice in a row."""
         latest, errors = self.sampler(self.hosts)
-        self.unreachable.update(errors)
+        self._note(latest, errors)
         windows = {}
         for host, reading in latest.items():
             if host in self._last:
@@ -96,8 +109,9 @@ class Recorder:
                           end.time - start.time)
         return growth(start.total, end.total, end.time - start.time)
 
-    def of(self, hosts) -> dict[str, judge.Series]:
-        return {host: self.series[host] for host in hosts if host not in self.unreachable}
+    def of(self, hosts, keep_missing: bool = False) -> dict[str, judge.Series]:
+        return {host: self.series[host] for host in hosts if host not in self.unreachable
+                and (keep_missing or host not in self.missing)}
 
     def log_last_interval(self, phase: str) -> None:
         if not _log.isEnabledFor(logging.INFO):
@@ -179,6 +193,15 @@ class Bake:
     new_control: str | None = None  # with it, a changed host's figures are that control's connections
 
 
+def without_figures(verdict: judge.Verdict, missing: dict[str, str]) -> judge.Verdict:
+    """A stage some of whose changed hosts lack figures is inconclusive, whatever
+    on_inconclusive says, unless the figures it has already fail it."""
+    if not missing or verdict.outcome == judge.FAIL:
+        return verdict
+    reasons = tuple(f"{host}: inconclusive: {why}" for host, why in sorted(missing.items()))
+    return dataclasses.replace(verdict, outcome=judge.INCONCLUSIVE, reasons=reasons + verdict.reasons)
+
+
 def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedule,
          emit=lambda event: None, on_interval: OnInterval | None = None) -> judge.Verdict:
     """Watch for the schedule's bake, and longer, an interval at a time, while the plan
@@ -199,9 +222,10 @@ def bake(sampler: Sampler, watched: Bake, limits: judge.Limits, schedule: Schedu
         if on_interval:
             on_interval(StagePhase.BAKE, intervals, time.monotonic() - started, with_roles(windows, watched.controls))
         verdict = judge.judge(
-            canaries=recorder.of(watched.changed), baselines=watched.baselines,
+            canaries=recorder.of(watched.changed, keep_missing=True), baselines=watched.baselines,
             controls=recorder.of(watched.controls), limits=limits,
             unreachable=tuple(sorted(h for h in recorder.unreachable if h in watched.changed)))
+        verdict = without_figures(verdict, {h: why for h, why in recorder.missing.items() if h in watched.changed})
         _log_comparisons(verdict)
         if recorder.per_control and intervals == 1:
             emit(events.Note(text=f"{', '.join(sorted(recorder.per_control))}: judged on "

@@ -34,6 +34,17 @@ class Runner(Rollbacks):
     def __init__(self, inventory_hosts, journal: Journal, preflight_all: bool = False, **options):
         super().__init__(inventory_hosts, journal, **options)
         self.preflight_all = preflight_all
+        self.prometheus_samplers: dict = {}  # rollout name -> its metrics.prometheus.PrometheusSampler
+
+    def sampler_for(self, rollout):
+        """Where the rollout's figures come from: the hosts' agents, or its Prometheus."""
+        if rollout.prometheus is None:
+            return self.sampler
+        if rollout.name not in self.prometheus_samplers:
+            from ..metrics.prometheus import PrometheusSampler  # requests: only for plans that ask Prometheus
+            addresses = {name: target.address for name, target in self.targets.items()}
+            self.prometheus_samplers[rollout.name] = PrometheusSampler(rollout.prometheus, addresses)
+        return self.prometheus_samplers[rollout.name]
 
     # -- claims ---------------------------------------------------------------
 
@@ -168,6 +179,8 @@ class Runner(Rollbacks):
             message = "stage {} cannot begin: {}".format(context.number, next(iter(failures.values())))
             self.progress(message)
             return self.end_in_rollback(context, message.splitlines()[0], EXIT_HOST_FAILED)
+        if context.rollout.prometheus is not None:
+            return None  # controls are read from Prometheus: never reached
         lost = self.gather(context.controls)
         if lost:
             self.progress(f"left out of the controls (unreachable): {', '.join(sorted(lost))}")
@@ -176,7 +189,8 @@ class Runner(Rollbacks):
 
     def run_stage(self, context: StageContext) -> Result | None:
         in_place = all(self.already_in_place(name, context.built, context.rollout) for name in context.hosts)
-        watching = context.resumed or not in_place  # a stage with nothing to change has nothing to bake
+        # A stage with nothing to change has nothing to bake; Prometheus needs no watcher.
+        watching = (context.resumed or not in_place) and context.rollout.prometheus is None
         watched = context.hosts + context.controls  # the controls' bytes and RTT come from watchers too
         if watching:
             self.start_watchers(context)

@@ -84,8 +84,9 @@ class StageRun:
         """The stage; a Result when the rollout ends here, None to go on."""
         runner, context = self.runner, self.context
         in_place = all(runner.already_in_place(name, context.built, context.rollout) for name in context.hosts)
+        sampler = runner.sampler_for(context.rollout)
         baselines = {} if in_place else canary.measure_baseline(
-            runner.sampler, context.hosts + context.controls, context.schedule, runner.emit,
+            sampler, context.hosts + context.controls, context.schedule, runner.emit,
             on_interval=self.record_interval, controls=context.controls)
         error = self.change()
         if error:
@@ -101,7 +102,7 @@ class StageRun:
             runner.emit(events.PhaseStarted(phase="settle", seconds=context.schedule.settle, hosts=context.hosts))
             time.sleep(context.schedule.settle)  # let connections opened before the change finish
         watched = canary.Bake(context.hosts, controls, baselines, new_control=context.built.name)
-        verdict = canary.bake(runner.sampler, watched, context.rollout.limits, context.schedule, runner.emit,
+        verdict = canary.bake(sampler, watched, context.rollout.limits, context.schedule, runner.emit,
                               on_interval=self.record_interval)
         self.record_verdict({"stage": context.number, "hosts": context.hosts, "controls": controls,
                              "outcome": verdict.outcome, "reasons": list(verdict.reasons),
