@@ -31,6 +31,17 @@ def shown(metric: Metric, value) -> str:
     return f"{value * factor:.3g}{unit}"
 
 
+def limit_shown(metric: Metric, value) -> str:
+    """How much worse than a reference the judge allowed: points of the ratio, a share of the
+    reference's median for every other metric (judge.Limits.limit_of)."""
+    value = number(value)
+    if value is None:
+        return "?"
+    if metric.name == "retransmit_ratio":
+        return f"+{value * 100:.3g} points"
+    return f"{value * 100:.3g}% {metric.worse}"
+
+
 def p_value(value) -> str:
     if value is None:  # the judge runs no test when the rise is within the limit
         return "no test needed"
@@ -68,7 +79,7 @@ def host_line(metric: Metric, verdict: dict | None, host: str) -> str:
         return f"{plain(host)}: not judged on this metric"
     parts = [f"{plain(host)} {plain(judged['outcome'] or '?')}: median {shown(metric, judged['median'])}"]
     if judged["limit"] is not None:
-        parts.append(f"limit {shown(metric, judged['limit']) if number(judged['limit']) is not None else plain(judged['limit'])}")
+        parts.append(f"limit {limit_shown(metric, judged['limit'])}")
     parts += [text for text in (_reference(metric, "baseline", judged["baseline"]),
                                 _reference(metric, "controls", judged["control"])) if text]
     return ", ".join(parts)

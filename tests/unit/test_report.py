@@ -116,7 +116,7 @@ def test_the_figure_holds_the_canary_its_baseline_and_the_controls(recorded):
     assert plotted["controls: median of 2"] == ([2.0, 4.0, 12.0, 14.0, 16.0], pytest.approx([2.0] * 5))
     assert plotted["bake begins"][0] == [10.0, 10.0]  # the change, as a vertical line
     title = ratio_axes.get_title(loc="left")
-    assert "lab1 fail: median 21%, limit 15%, baseline 1.1% p=0.031, controls 2% p=0.012" in title
+    assert "lab1 fail: median 21%, limit +15 points, baseline 1.1% p=0.031, controls 2% p=0.012" in title
     assert lines_of(goodput_axes)["lab1: bake"][1] == pytest.approx([8.0, 8.0, 8.0])  # Mbit/s
     assert "lab1: not judged on this metric" in goodput_axes.get_title(loc="left")
     # the fallback: a verdict without per-metric figures shows its retransmit figures
@@ -209,7 +209,7 @@ def test_odd_verdict_figures_from_an_edited_journal_are_shown_as_unknown_never_a
         assert report.render(kind, "rollout $r1$", "story", events)
     (stage,) = report.stages(events)
     (ratio_axes, *_) = figure.draw_one_stage(stage).axes
-    assert "lab1 ?: median ?, limit {'a': 1}, controls ? p=?" in ratio_axes.get_title(loc="left")
+    assert "lab1 ?: median ?, limit ?, controls ? p=?" in ratio_axes.get_title(loc="left")
 
 
 def test_a_stage_baked_again_after_a_resume_is_drawn_from_its_last_run():
@@ -220,3 +220,11 @@ def test_a_stage_baked_again_after_a_resume_is_drawn_from_its_last_run():
     (stage, ) = report.stages(first_run + again)
     assert [(i.phase, i.x) for i in stage.intervals] == [
         ("baseline", 2.0), ("baseline", 4.0), ("bake", 12.0), ("bake", 14.0), ("bake", 16.0)]
+
+
+def test_relative_limits_read_as_shares_of_the_reference():
+    from ccrollout.report.summary import limit_shown
+    from ccrollout.rollout.metrics import BY_NAME
+    assert limit_shown(BY_NAME["goodput"], 0.5) == "50% lower"
+    assert limit_shown(BY_NAME["srtt"], 1.0) == "100% higher"
+    assert limit_shown(BY_NAME["retransmit_ratio"], 0.02) == "+2 points"
