@@ -128,12 +128,16 @@ def _log_comparisons(verdict: judge.Verdict) -> None:
     if not _log.isEnabledFor(logging.INFO):
         return
     for host in verdict.hosts:
-        for comparison in host.comparisons:
-            p_value = "not tested" if comparison.p_value is None else f"p={comparison.p_value:.3f}"
-            _log.info("judge %s: median %.2f%% against %s %.2f%% (n=%d vs %d, %s; smallest p %.3f): %s",
-                      host.host, comparison.canary_median * 100, comparison.reference,
-                      comparison.reference_median * 100, comparison.canary_intervals,
-                      comparison.reference_intervals, p_value, comparison.smallest_p_value, host.outcome)
+        for measured in host.metrics:
+            if not measured.comparisons:
+                _log.info("judge %s %s: %s", host.host, measured.metric, measured.outcome)
+            for comparison in measured.comparisons:
+                p_value = "not tested" if comparison.p_value is None else f"p={comparison.p_value:.3f}"
+                _log.info("judge %s %s: median %s against %s %s (n=%d vs %d, %s; smallest p %.3f): %s",
+                          host.host, measured.metric, judge.shown(measured.metric, comparison.canary_median),
+                          comparison.reference, judge.shown(measured.metric, comparison.reference_median),
+                          comparison.canary_intervals, comparison.reference_intervals, p_value,
+                          comparison.smallest_p_value, measured.outcome)
 
 
 def with_roles(windows: dict[str, judge.Window], controls) -> dict[str, tuple[str, judge.Window]]:

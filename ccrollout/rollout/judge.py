@@ -302,7 +302,7 @@ def _test(comparison: Comparison) -> str:
     return f"Mann-Whitney p={comparison.p_value:.3f}, {_sizes(comparison)}"
 
 
-def _shown(metric: str, value: float) -> str:
+def shown(metric: str, value: float) -> str:
     """A metric's value for people."""
     if metric == RETRANSMIT_RATIO:
         return _percent(value)
@@ -318,9 +318,9 @@ def _rise(host: str, comparison: Comparison, limits: Limits) -> str:
                 f"({_percent(comparison.reference_median)}), {limits.max_increase * 100:.2f} allowed")
     metric = metrics.BY_NAME[comparison.metric]
     way = "below" if metric.worse == metrics.LOWER else "above"
-    return (f"{host}: {metric.title} {_shown(metric.name, comparison.canary_median)} is "
+    return (f"{host}: {metric.title} {shown(metric.name, comparison.canary_median)} is "
             f"{comparison.worsening * 100:.0f}% {way} {comparison.reference} "
-            f"({_shown(metric.name, comparison.reference_median)}), "
+            f"({shown(metric.name, comparison.reference_median)}), "
             f"{limits.limit_of(metric.name) * 100:.0f}% allowed")
 
 
@@ -378,8 +378,8 @@ def _within(host: str, comparison: Comparison, limits: Limits) -> str:
                 f"{_sizes(comparison)}{short})")
     metric = metrics.BY_NAME[comparison.metric]
     change = comparison.increase / comparison.reference_median if comparison.reference_median else 0.0
-    return (f"{host}: {metric.title} {_shown(metric.name, comparison.canary_median)}, {comparison.reference} "
-            f"{_shown(metric.name, comparison.reference_median)}, {change * 100:+.0f}% "
+    return (f"{host}: {metric.title} {shown(metric.name, comparison.canary_median)}, {comparison.reference} "
+            f"{shown(metric.name, comparison.reference_median)}, {change * 100:+.0f}% "
             f"({limits.limit_of(metric.name) * 100:.0f}% {'fall' if _lower(comparison) else 'rise'} allowed, "
             f"{_sizes(comparison)}{short})")
 

@@ -99,8 +99,10 @@ def test_v_shows_each_interval_and_the_judges_comparisons(tmp_path, monkeypatch,
     lines = [record.getMessage() for record in caplog.records if record.name == "ccrollout.rollout.canary"]
     assert any(line.startswith("baseline interval 1: h0 sent ") for line in lines)
     assert any(line.startswith("bake interval 1: h1 sent ") for line in lines)  # a control host
-    assert any(line.startswith("judge h0: median ") and "against its baseline" in line and "n=3 vs 3" in line
-               for line in lines)
+    assert any(line.startswith("judge h0 retransmit_ratio: median ") and "against its baseline" in line
+               and "n=3 vs 3" in line for line in lines)
+    # every metric the plan judges, in its own unit
+    assert any(line.startswith("judge h0 goodput: median ") and "Mbit/s against" in line for line in lines)
 
 
 @pytest.mark.parametrize("argv", [["facts"], ["status"], ["trace", "--duration", "1s", "--interval", "1s"]])
