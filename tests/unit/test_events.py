@@ -20,7 +20,7 @@ from ccrollout.rollout.reports import HostReport, Result
 from ccrollout.rollout.runner import Runner
 from ccrollout.simulation import SimulatedFleet
 from ccrollout.status import HostStatus, RolloutStatus
-from test_runner import FAST, built, inventory_hosts, rollout_of  # noqa: F401 (built is a fixture)
+from test_runner import built, inventory_hosts, rollout_of  # noqa: F401 (built is a fixture)
 
 SCHEMA = json.loads((Path(events.__file__).parent / "schema" / "events.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
