@@ -59,9 +59,12 @@ def route_of(host: str, prefix: str) -> str:
 
 
 def map_of(name: str) -> dict:
-    """The kernel's struct_ops map of a control (bpftool names a map after its C variable)."""
-    found = struct_ops_named(name)
-    assert len(found) == 1, found
+    """The kernel's live struct_ops map of a control, the one a link holds (bpftool names a map
+    after its C variable). An unlinked map of the same name may still be listed: it lives on
+    while connections opened under it are open, as after simulate_reboot."""
+    linked = {link.get("map_id") for link in struct_ops_links()}
+    found = [entry for entry in struct_ops_named(name) if entry["id"] in linked]
+    assert len(found) == 1, (found, struct_ops_named(name))
     return found[0]
 
 
