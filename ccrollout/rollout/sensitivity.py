@@ -30,16 +30,17 @@ def reaches(canary_intervals: int, reference_intervals: int, significance: float
     return smallest_p_value(canary_intervals, reference_intervals) <= significance * (1 + 1e-9)
 
 
+def _fewest(reached_with) -> int | None:
+    """The least count of intervals from 1 for which REACHED_WITH(count) holds; None beyond
+    any plan."""
+    return next((count for count in range(1, MOST_INTERVALS + 1) if reached_with(count)), None)
+
+
 def fewest_reference_intervals(canary_intervals: int, significance: float) -> int | None:
     """The fewest reference intervals that let N canary intervals reach SIGNIFICANCE."""
     if canary_intervals < 1:
         return None
-    reference = 1
-    while not reaches(canary_intervals, reference, significance):
-        reference += 1
-        if reference > MOST_INTERVALS:
-            return None
-    return reference
+    return _fewest(lambda reference: reaches(canary_intervals, reference, significance))
 
 
 @dataclass(frozen=True)
@@ -114,18 +115,8 @@ def control_shortfall(rollout, control_hosts: int, available: int) -> Shortfall 
 
 def _fewest_canary_intervals_against(control_hosts: int, significance: float) -> int | None:
     """The shortest bake whose intervals, against as many of each control host's, reach SIGNIFICANCE."""
-    canary = 1
-    while not reaches(canary, control_hosts * canary, significance):
-        canary += 1
-        if canary > MOST_INTERVALS:
-            return None
-    return canary
+    return _fewest(lambda canary: reaches(canary, control_hosts * canary, significance))
 
 
 def _fewest_canary_intervals(reference_intervals: int, significance: float) -> int | None:
-    canary = 1
-    while not reaches(canary, reference_intervals, significance):
-        canary += 1
-        if canary > MOST_INTERVALS:
-            return None
-    return canary
+    return _fewest(lambda canary: reaches(canary, reference_intervals, significance))
