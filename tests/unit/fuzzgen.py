@@ -60,14 +60,15 @@ _YAML_SNIPPETS = [
 ]
 
 
-def _paths(node, prefix=()):
+def value_paths(node, prefix=()):
+    """The path (keys and indices) of every value in NODE, itself first as ()."""
     yield prefix
     if isinstance(node, dict):
         for key, value in node.items():
-            yield from _paths(value, prefix + (key,))
+            yield from value_paths(value, prefix + (key,))
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            yield from _paths(value, prefix + (index,))
+            yield from value_paths(value, prefix + (index,))
 
 
 _DURATIONS = ["1s", "2s", "8s", "500ms", "1m", "1m30s", "0s", 3, 0.5, "100h", "604800s", 604800]
@@ -94,7 +95,7 @@ def _mutated_document(draw, base, values=_values):
     """BASE with up to four values replaced or added; VALUES None draws plausible ones by key."""
     document = copy.deepcopy(base)
     for _ in range(draw(st.integers(0, 4))):
-        path = draw(st.sampled_from([p for p in _paths(document) if p]))
+        path = draw(st.sampled_from([p for p in value_paths(document) if p]))
         parent = document
         for part in path[:-1]:
             parent = parent[part]

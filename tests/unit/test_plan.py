@@ -25,6 +25,7 @@ from ccrollout.plan import (
     plan_schema,
     stage_batches,
 )
+from fuzzgen import value_paths
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -436,21 +437,11 @@ _values = st.recursive(
 )
 
 
-def _paths(node, prefix=()):
-    yield prefix
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _paths(value, prefix + (key,))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _paths(value, prefix + (index,))
-
-
 @st.composite
 def _mutated_plans(draw):
     document = copy.deepcopy(_VALID_DOC)
     for _ in range(draw(st.integers(1, 4))):
-        path = draw(st.sampled_from(list(_paths(document))))
+        path = draw(st.sampled_from(list(value_paths(document))))
         if not path:
             continue
         parent = document

@@ -11,16 +11,7 @@ import pytest
 from ccrollout.errors import InvalidInput
 from ccrollout.inventory import load_inventory
 from ccrollout.plan import check_plan_against_inventory, load_plan, plan_schema
-from test_plan import VALID, errors_of, write_plan
-
-
-@pytest.fixture
-def tree(tmp_path):
-    """As test_plan's: playbooks/ for plans, bpf/ for sources."""
-    (tmp_path / "bpf").mkdir()
-    (tmp_path / "bpf" / "ccr_reno.bpf.c").write_text("/* reno */\n")
-    (tmp_path / "playbooks" / "include").mkdir(parents=True)
-    return tmp_path
+from test_plan import VALID, errors_of, tree, write_plan  # noqa: F401 (tree is a fixture)
 
 
 def test_a_plan_directly_under_the_root_keeps_to_its_own_directory(tmp_path):
