@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .evidence import BAKE, BASELINE, CANARY, CONTROL, Points, StageEvidence
-from .summary import metric_title, plain, scale, stage_title
+from .summary import metric_title, plain, stage_title
 
 MAX_CANARY_LINES = 8   # beyond it the canaries are drawn as their median, or no one could read it
 ROW_INCHES, TITLE_INCHES, WIDTH_INCHES = 2.6, 0.5, 10.0
@@ -69,7 +69,7 @@ def draw_stage(target, stage: StageEvidence) -> None:
 
 
 def _draw_metric(axes, stage: StageEvidence, metric, canaries: list[str]) -> None:
-    factor, unit = scale(metric)
+    factor, unit = metric.shown_as
 
     def scaled(points: Points) -> tuple[list[float], list[float]]:
         return [x for x, _ in points], [value * factor for _, value in points]

@@ -7,14 +7,7 @@ import math
 
 from ..rollout.metrics import Metric
 
-# metric name -> (factor, unit shown): the journal keeps fractions and bytes
-DISPLAY = {"retransmit_ratio": (100.0, "%"), "goodput": (8e-6, " Mbit/s"),
-           "goodput_per_connection": (8e-6, " Mbit/s"), "srtt": (1.0, " ms"), "min_rtt": (1.0, " ms")}
 MAX_HOST_LINES = 3  # per metric in a figure; the HTML page's table has them all
-
-
-def scale(metric: Metric) -> tuple[float, str]:
-    return DISPLAY.get(metric.name, (1.0, f" {metric.unit}"))
 
 
 def number(value) -> float | None:
@@ -27,8 +20,7 @@ def shown(metric: Metric, value) -> str:
     value = number(value)
     if value is None:
         return "?"
-    factor, unit = scale(metric)
-    return f"{value * factor:.3g}{unit}"
+    return metric.for_people(value, ".3g")
 
 
 def limit_shown(metric: Metric, value) -> str:
@@ -86,7 +78,7 @@ def host_line(metric: Metric, verdict: dict | None, host: str) -> str:
 
 
 def metric_title(metric: Metric, verdict: dict | None, canaries: list[str]) -> str:
-    factor, unit = scale(metric)
+    unit = metric.shown_as[1]
     lines = [f"{metric.title} ({unit.strip()}, worse when {metric.worse})"]
     lines += [host_line(metric, verdict, host) for host in canaries[:MAX_HOST_LINES]]
     if len(canaries) > MAX_HOST_LINES:

@@ -304,11 +304,7 @@ def _test(comparison: Comparison) -> str:
 
 def shown(metric: str, value: float) -> str:
     """A metric's value for people."""
-    if metric == RETRANSMIT_RATIO:
-        return _percent(value)
-    if metrics.BY_NAME[metric].unit == "ms":
-        return f"{value:.2f} ms"
-    return f"{value * 8 / 1e6:.2f} Mbit/s"  # bytes per second
+    return metrics.BY_NAME[metric].for_people(value)
 
 
 def _rise(host: str, comparison: Comparison, limits: Limits) -> str:

@@ -19,6 +19,12 @@ class Metric:
     unit: str
     worse: str                              # HIGHER or LOWER
     value: Callable[[Window], float | None]  # None: this window does not carry the metric
+    shown_as: tuple[float, str]             # (factor, unit) for people: fractions as %, bytes as Mbit/s
+
+    def for_people(self, value: float, digits: str = ".2f") -> str:
+        """VALUE in the unit people read, e.g. "1.05%", "42.10 Mbit/s", "3.05 ms"."""
+        factor, unit = self.shown_as
+        return f"{value * factor:{digits}}{unit}"
 
 
 def _retransmit_ratio(window: Window) -> float | None:
@@ -34,12 +40,15 @@ def _goodput_per_connection(window: Window) -> float | None:
     return rate / window.connections if rate is not None and window.connections else None
 
 
+PERCENT, MBIT_PER_SECOND, MILLISECONDS = (100.0, "%"), (8e-6, " Mbit/s"), (1.0, " ms")
+
 METRICS = (
-    Metric("retransmit_ratio", "retransmitted segments", "share of segments sent", HIGHER, _retransmit_ratio),
-    Metric("goodput", "goodput", "bytes acked per second", LOWER, _goodput),
+    Metric("retransmit_ratio", "retransmitted segments", "share of segments sent", HIGHER, _retransmit_ratio,
+           PERCENT),
+    Metric("goodput", "goodput", "bytes acked per second", LOWER, _goodput, MBIT_PER_SECOND),
     Metric("goodput_per_connection", "goodput per connection", "bytes acked per second", LOWER,
-           _goodput_per_connection),
-    Metric("srtt", "smoothed RTT", "ms", HIGHER, lambda window: window.srtt_ms),
-    Metric("min_rtt", "minimum RTT", "ms", HIGHER, lambda window: window.min_rtt_ms),
+           _goodput_per_connection, MBIT_PER_SECOND),
+    Metric("srtt", "smoothed RTT", "ms", HIGHER, lambda window: window.srtt_ms, MILLISECONDS),
+    Metric("min_rtt", "minimum RTT", "ms", HIGHER, lambda window: window.min_rtt_ms, MILLISECONDS),
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
