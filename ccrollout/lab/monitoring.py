@@ -127,6 +127,15 @@ def ensure_prometheus(paths: LabPaths, subnet, names) -> None:
     wait_for_targets(paths, len(names))
 
 
+def _how_it_ended() -> str:
+    """How the Prometheus this process started ended, where it did: what its log may not say."""
+    ours = [process for process in _STARTED if process.args[0] == PROMETHEUS]
+    code = ours[-1].poll() if ours else None
+    if code is None:
+        return ""
+    return f" (killed by signal {-code})" if code < 0 else f" (exit status {code})"
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -153,7 +162,7 @@ def wait_for_targets(paths: LabPaths, count: int) -> None:
         if not prometheus_pid(paths):
             log = monitoring_dir(paths) / "prometheus.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            raise LabFailed(f"Prometheus ended while starting: {tail[0] if tail else 'no log'}")
+            raise LabFailed(f"Prometheus ended while starting: {tail[0] if tail else 'no log'}{_how_it_ended()}")
         if time.monotonic() > deadline:
             raise LabFailed(f"Prometheus at {PROMETHEUS_URL} did not scrape all {count} hosts "
                             f"within {_READY_SECONDS:g}s (see {monitoring_dir(paths)}/prometheus.log)")
