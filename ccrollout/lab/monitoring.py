@@ -127,6 +127,17 @@ def ensure_prometheus(paths: LabPaths, subnet, names) -> None:
     wait_for_targets(paths, len(names))
 
 
+def _prometheus_runs(paths: LabPaths) -> bool:
+    """Whether Prometheus still runs: asked of the process itself where this process started
+    it. Its pid file's check reads the command line, which the kernel fills in only once the
+    new program is loaded: empty for a moment after exec, longer with a cold page cache (the
+    first `lab up` on a fresh machine)."""
+    ours = [process for process in _STARTED if process.args[0] == PROMETHEUS]
+    if ours:
+        return ours[-1].poll() is None
+    return prometheus_pid(paths) is not None
+
+
 def _how_it_ended() -> str:
     """How the Prometheus this process started ended, where it did: what its log may not say."""
     ours = [process for process in _STARTED if process.args[0] == PROMETHEUS]
@@ -159,7 +170,7 @@ def wait_for_targets(paths: LabPaths, count: int) -> None:
     """Until Prometheus has scraped every host once, so a rollout started next has figures."""
     deadline = time.monotonic() + _READY_SECONDS
     while up_targets() != count:
-        if not prometheus_pid(paths):
+        if not _prometheus_runs(paths):
             log = monitoring_dir(paths) / "prometheus.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             raise LabFailed(f"Prometheus ended while starting: {tail[0] if tail else 'no log'}{_how_it_ended()}")
