@@ -1,9 +1,9 @@
 """Package the host side (ccrollout/host) as one zip that a host's python3 runs.
 
 The zip is built deterministically, so its digest names it: a host that
-already has this version is not sent it again. It travels on the same
-stdin as the request (BOOTSTRAP unpacks it), so reaching a host for the
-first time still costs one SSH command, not a file transfer besides.
+already has this version is not sent it again. It travels on the agent's
+own stdin when the bootstrap asks for it, so reaching a host for the first
+time still costs one SSH command, not a file transfer besides.
 """
 
 import hashlib
@@ -35,10 +35,13 @@ def bundle() -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-# Run as `python3 -c BOOTSTRAP PYZ SIZE DIGEST`: stdin carries SIZE bytes of the zip (0 when
-# the host should already have it), then the agent's messages. Whatever is about to run must
-# have the controller's DIGEST, and the state directory must be ours alone: a copy planted in
-# a directory others may write is never run. Python 2 must be able to read this far.
+# Run as `python3 -c BOOTSTRAP PYZ SIZE DIGEST`: stdin carries the agent's messages. A host
+# that lacks the zip of this DIGEST (SIZE bytes) asks for it on the same channel, so a first
+# contact costs one command too: it sets the first message aside, writes NEED_CODE, reads the
+# zip, and then reads the first message again (the controller sends it twice). Whatever is
+# about to run must have the controller's DIGEST, and the state directory must be ours alone:
+# a copy planted in a directory others may write is never run. Python 2 must be able to read
+# this far.
 BOOTSTRAP = """\
 import sys
 if sys.version_info < (3, 8):
@@ -51,8 +54,18 @@ os.makedirs(home, mode=0o700, exist_ok=True)
 info = os.lstat(home)
 if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
     sys.exit("ccrollout: the state directory %s must be a directory owned by this user that no one else may write" % home)
-data = sys.stdin.buffer.read(size)
-if size:
+def held():
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest() == digest
+    except OSError:
+        return False
+if not held():
+    if not sys.stdin.buffer.readline():
+        sys.exit(0)
+    sys.stdout.write(NEED_CODE + "\\n")
+    sys.stdout.flush()
+    data = sys.stdin.buffer.read(size)
     if hashlib.sha256(data).hexdigest() != digest:
         sys.exit("ccrollout: the host side arrived damaged")
     partial = "%s.%s.partial" % (path, os.urandom(8).hex())
@@ -62,19 +75,13 @@ if size:
     for old in glob.glob(os.path.join(home, "ccrollout-host-*.pyz")):
         if old != path:
             os.unlink(old)
-try:
-    with open(path, "rb") as handle:
-        held = handle.read()
-except OSError:
-    held = b""
-if hashlib.sha256(held).hexdigest() != digest:
-    sys.exit(75)
 sys.path.insert(0, path)
 sys.argv = [path]
 runpy.run_module("ccrollout.host", run_name="__main__")
 """
+NEED_CODE = '{"need": "host side"}'  # the bootstrap's one line of its own, before the agent's
+BOOTSTRAP = BOOTSTRAP.replace("NEED_CODE", repr(NEED_CODE))
 
-EXIT_MISSING = 75    # the host lacks this version of the host side (or holds a damaged copy)
 EXIT_OLD_PYTHON = 76
 EXIT_NO_PYTHON = 77  # interpreter discovery found no Python 3.8 or newer
 

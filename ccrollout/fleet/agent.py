@@ -2,7 +2,7 @@
 
 An AgentSession starts the bootstrap (hostcode) once and then exchanges JSON lines with
 the agent (host/protocol.py): a call is a message, not a process. The zip travels only
-when the host lacks that version (the bootstrap says so by exiting EXIT_MISSING). What
+when the host lacks that version: the bootstrap asks for it on the same channel. What
 carries the lines is a subclass's business: an SSH channel (ssh.py) or a local child
 process (local.py); both give an AgentStream.
 """
@@ -81,9 +81,11 @@ class AgentSession:
     def __init__(self, target: Target, timeouts: Timeouts = Timeouts()):
         self.target, self.timeouts = target, timeouts
         self._stream: AgentStream | None = None
+        self._fresh_agent = False
         self._next_id = 1
         self._reply_bytes = 0  # the last answer's size, for -vv
-        self.agents_started = 0  # agents this session started: one, or two on first contact
+        self.agents_started = 0  # agents this session started: one, unless one was lost
+        self.code_sent = 0  # times the zip travelled: on first contact, or when a host's copy is not ours
 
     def _launch(self, command: list[str]) -> AgentStream:
         raise NotImplementedError
@@ -103,8 +105,8 @@ class AgentSession:
                    ", ".join(str(action.get("op")) for action in actions), len(line))
         try:
             answer = self._exchange(line, message_id, on_progress)
-            if answer is None:  # the agent never started: which reason?
-                answer = self._after_agent_ended(line, message_id, on_progress)
+            if answer is None:  # the agent never started, or ended: which reason?
+                raise self._why_agent_ended()
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("from %s: answer %d in %.0f ms: %s (%d bytes)", self.target.name, message_id,
                            (time.monotonic() - started) * 1000, _outcomes(answer), self._reply_bytes)
@@ -119,24 +121,20 @@ class AgentSession:
         except (KeyError, TypeError, protocol.ProtocolError) as exc:
             raise HostError(self.target.name, f"the host side answered out of protocol: {exc}") from None
 
-    def _after_agent_ended(self, line: bytes, message_id: int, on_progress) -> dict:
+    def _why_agent_ended(self) -> HostError:
         status, detail = self._ended_agent()
-        if status == hostcode.EXIT_MISSING:  # first contact, or removed behind our back
-            self._start_agent(with_code=True)
-            answer = self._exchange(line, message_id, on_progress)
-            if answer is not None:
-                return answer
-            status, detail = self._ended_agent()
         if status == hostcode.EXIT_OLD_PYTHON:
-            raise HostError(self.target.name, f"{self.target.python}: {detail or 'too old'}")
+            return HostError(self.target.name, f"{self.target.python}: {detail or 'too old'}")
         if status == hostcode.EXIT_NO_PYTHON:
-            raise HostError(self.target.name, f"ansible_python_interpreter={self.target.python}: {detail}")
-        raise HostError(self.target.name, f"the host side failed (exit {status}): {detail}")
+            return HostError(self.target.name, f"ansible_python_interpreter={self.target.python}: {detail}")
+        return HostError(self.target.name, f"the host side failed (exit {status}): {detail}")
 
     def _exchange(self, line: bytes, message_id: int, on_progress) -> dict | None:
         """Send LINE to the agent and read until its answer; None when the agent is gone."""
         if self._stream is None:
-            self._start_agent(with_code=False)
+            self._start_agent()
+        # Only a bootstrap that has not yet run its agent may ask for the zip, and only once.
+        may_ask, self._fresh_agent = self._fresh_agent, False
         try:
             self._stream.send(line)
         except OSError:
@@ -145,6 +143,14 @@ class AgentSession:
             reply = self._stream.readline()
             if not reply:
                 return None
+            if may_ask and reply.strip() == hostcode.NEED_CODE.encode():
+                may_ask = False  # the zip, then the message it set aside
+                self.code_sent += 1
+                try:
+                    self._stream.send(hostcode.bundle()[0] + line)
+                except OSError:
+                    return None
+                continue
             try:
                 document = json.loads(reply)
             except ValueError:
@@ -158,10 +164,9 @@ class AgentSession:
             self._reply_bytes = len(reply)
             return document
 
-    def _start_agent(self, with_code: bool) -> None:
+    def _start_agent(self) -> None:
         self._stop_agent()
         code, digest = hostcode.bundle()
-        code = code if with_code else b""
         remote = posixpath.join(self.target.state_dir, hostcode.remote_name())
         command = hostcode.agent_command(self.target.python, remote, len(code), digest)
         if self.target.become:
@@ -169,9 +174,8 @@ class AgentSession:
             command = ["sudo", "-n", *user, "--", *command]
         self._stream = self._launch(command)
         self.agents_started += 1
+        self._fresh_agent = True
         AgentSession.commands_run += 1
-        if code:
-            self._stream.send(code)
 
     def _ended_agent(self) -> tuple[int, str]:
         stream = self._stream

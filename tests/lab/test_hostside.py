@@ -186,26 +186,26 @@ def test_one_agent_per_session_and_the_host_side_travels_only_when_missing(fleet
     try:
         (facts,) = session.call([protocol.action("facts")])  # a host that has never seen ccrollout
         assert facts.ok and facts.facts["problems"] == []
-        assert session.agents_started == 2  # asked without the zip, then sent it
+        assert session.agents_started == 1 and session.code_sent == 1  # one command, which asked for the zip
         pyz = tmp_path / "state" / hostcode.remote_name()
         assert pyz.exists() and oct(pyz.stat().st_mode & 0o777) == "0o600"
         for _ in range(5):
             (counters,) = session.call([protocol.action("counters")])
             assert counters.ok
-        assert session.agents_started == 2  # messages to the same agent, no new process
+        assert session.agents_started == 1  # messages to the same agent, no new process
     finally:
         session.close()
     again = fleet_module.Session(target)
     try:
         again.call([protocol.action("counters")])
-        assert again.agents_started == 1  # the host keeps this version: nothing travels
+        assert again.agents_started == 1 and again.code_sent == 0  # the host keeps this version: nothing travels
         pyz.write_bytes(pyz.read_bytes() + b"planted")  # damaged or replaced behind our back
     finally:
         again.close()
     third = fleet_module.Session(target)
     try:
         (counters,) = third.call([protocol.action("counters")])
-        assert counters.ok and third.agents_started == 2  # refused to run it, sent the real one
+        assert counters.ok and third.code_sent == 1  # refused to run it, asked for the real one
         assert hostcode.bundle()[0] == pyz.read_bytes()
     finally:
         third.close()

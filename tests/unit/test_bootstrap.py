@@ -11,22 +11,29 @@ from ccrollout import hostcode
 ZIP, DIGEST = hostcode.bundle()
 
 
-def bootstrap(state_dir, data: bytes = b"", message: dict | None = None) -> subprocess.CompletedProcess:
-    stdin = data + (json.dumps(message).encode() + b"\n" if message else b"")
+def bootstrap(state_dir, stdin: bytes = b"") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", hostcode.BOOTSTRAP, str(state_dir / hostcode.remote_name()),
-                           str(len(data)), DIGEST], input=stdin, capture_output=True, timeout=60)
+                           str(len(ZIP)), DIGEST], input=stdin, capture_output=True, timeout=60)
 
 
-def test_a_host_without_the_agent_asks_for_it_then_keeps_it_private(tmp_path):
+def line(message: dict) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+def test_a_host_without_the_agent_asks_for_it_on_the_same_channel_then_keeps_it_private(tmp_path):
     state_dir = tmp_path / "state"
-    assert bootstrap(state_dir).returncode == hostcode.EXIT_MISSING
-    answered = bootstrap(state_dir, ZIP, {"id": 3, "state_dir": str(state_dir), "actions": [{"op": "watch_stop"}]})
+    first = line({"id": 3, "state_dir": str(state_dir), "actions": [{"op": "watch_stop"}]})
+    # As the controller does: the first message, then (asked) the zip and that message again.
+    answered = bootstrap(state_dir, first + ZIP + first)
     assert answered.returncode == 0, answered.stderr
-    assert json.loads(answered.stdout)["id"] == 3
+    asked, answer = answered.stdout.splitlines()
+    assert asked.decode() == hostcode.NEED_CODE and json.loads(answer)["id"] == 3
     kept = state_dir / hostcode.remote_name()
     assert kept.read_bytes() == ZIP and kept.stat().st_mode & 0o777 == 0o600
     assert state_dir.stat().st_mode & 0o777 == 0o700
     assert [p.name for p in state_dir.iterdir()] == [kept.name]  # no temporary left behind
+    again = bootstrap(state_dir, first)  # a host that holds it asks nothing
+    assert again.returncode == 0 and json.loads(again.stdout)["id"] == 3
 
 
 def test_a_planted_or_damaged_copy_is_never_run(tmp_path):
@@ -34,9 +41,12 @@ def test_a_planted_or_damaged_copy_is_never_run(tmp_path):
     state_dir.mkdir(mode=0o700)
     planted = state_dir / hostcode.remote_name()
     planted.write_bytes(b"import os; os.system('touch /tmp/pwned')")  # the right name, other bytes
-    assert bootstrap(state_dir).returncode == hostcode.EXIT_MISSING
-    damaged = bootstrap(state_dir, ZIP[:-10] + b"0123456789")
+    first = line({"id": 1, "state_dir": str(state_dir), "actions": [{"op": "watch_stop"}]})
+    asked = bootstrap(state_dir, first)  # it asks for the real one, and gets nothing
+    assert asked.returncode != 0 and asked.stdout.decode().strip() == hostcode.NEED_CODE
+    damaged = bootstrap(state_dir, first + ZIP[:-10] + b"0123456789" + first)
     assert damaged.returncode != 0 and b"arrived damaged" in damaged.stderr
+    assert planted.read_bytes().startswith(b"import os")
 
 
 def test_a_state_directory_others_may_write_is_refused(tmp_path):
