@@ -166,9 +166,8 @@ class AgentSession:
 
     def _start_agent(self) -> None:
         self._stop_agent()
-        code, digest = hostcode.bundle()
         remote = posixpath.join(self.target.state_dir, hostcode.remote_name())
-        command = hostcode.agent_command(self.target.python, remote, len(code), digest)
+        command = hostcode.agent_command(self.target.python, remote)
         if self.target.become:
             user = ["-u", self.target.become_user] if self.target.become_user else []
             command = ["sudo", "-n", *user, "--", *command]

@@ -83,8 +83,13 @@ def unit_text(state_dir: str, phase: str, python: Optional[str] = None) -> str:
 
 def running_zip() -> Optional[str]:
     """The zip this host side runs from (the bootstrap's copy), or None when it runs from
-    a source tree (tests)."""
+    a source tree (tests). The bootstrap runs it from its copy unpacked beside the zip
+    (STATE_DIR/ccrollout-host-DIGEST/ for STATE_DIR/ccrollout-host-DIGEST.pyz) when it can."""
     archive = getattr(globals().get("__loader__"), "archive", None)  # set by zipimport
+    if archive is None:
+        unpacked = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if os.path.basename(unpacked).startswith("ccrollout-host-"):
+            archive = unpacked + ".pyz"
     return archive if archive and os.path.isfile(archive) else None
 
 

@@ -12,8 +12,8 @@ ZIP, DIGEST = hostcode.bundle()
 
 
 def bootstrap(state_dir, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", hostcode.BOOTSTRAP, str(state_dir / hostcode.remote_name()),
-                           str(len(ZIP)), DIGEST], input=stdin, capture_output=True, timeout=60)
+    return subprocess.run(hostcode.agent_command(sys.executable, str(state_dir / hostcode.remote_name())),
+                          input=stdin, capture_output=True, timeout=60)
 
 
 def line(message: dict) -> bytes:
@@ -31,9 +31,25 @@ def test_a_host_without_the_agent_asks_for_it_on_the_same_channel_then_keeps_it_
     kept = state_dir / hostcode.remote_name()
     assert kept.read_bytes() == ZIP and kept.stat().st_mode & 0o777 == 0o600
     assert state_dir.stat().st_mode & 0o777 == 0o700
-    assert [p.name for p in state_dir.iterdir()] == [kept.name]  # no temporary left behind
+    unpacked = state_dir / kept.name.removesuffix(".pyz")
+    assert sorted(p.name for p in state_dir.iterdir()) == [unpacked.name, kept.name]  # no temporary left
     again = bootstrap(state_dir, first)  # a host that holds it asks nothing
     assert again.returncode == 0 and json.loads(again.stdout)["id"] == 3
+
+
+def test_the_agent_runs_from_its_compiled_copy_and_a_changed_copy_is_unpacked_again(tmp_path):
+    state_dir = tmp_path / "state"
+    first = line({"id": 1, "state_dir": str(state_dir), "actions": [{"op": "drift"}]})
+    assert bootstrap(state_dir, first + ZIP + first).returncode == 0
+    unpacked = state_dir / hostcode.remote_name().removesuffix(".pyz")
+    agent = unpacked / "ccrollout" / "host" / "agent.py"
+    assert list((agent.parent / "__pycache__").glob("agent.*.pyc"))  # compiled once, when unpacked
+    # Where it runs from shows in a traceback's file names: a host side that fails to import.
+    agent.write_text(agent.read_text() + "\nraise SystemExit('ran the planted copy')\n")
+    ran = bootstrap(state_dir, first)
+    assert ran.returncode == 0 and b"planted" not in ran.stderr  # not its digest: unpacked again
+    assert agent.read_bytes() == hostcode._members()["ccrollout/host/agent.py"]
+    assert not list(state_dir.glob("*.partial")) and not list(state_dir.glob("*.stale"))
 
 
 def test_a_planted_or_damaged_copy_is_never_run(tmp_path):

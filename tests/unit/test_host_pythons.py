@@ -93,9 +93,9 @@ def test_the_host_side_runs_under(version, host_zip, tmp_path):
         {"op": "unlock", "rollout": "r1"},
         {"op": "counters"},
     ]}
-    # As a host runs it: the bootstrap, with the zip already in place (size 0), one message.
-    answered = _run([python, "-c", hostcode.BOOTSTRAP, str(host_zip), "0", hostcode.bundle()[1]],
-                    input=json.dumps(request) + "\n", cwd=tmp_path)
+    # As a host runs it: the bootstrap, with the zip already in place, one message. Every
+    # interpreter runs from the one copy unpacked beside the zip, adding its own bytecode.
+    answered = _run(hostcode.agent_command(python, str(host_zip)), input=json.dumps(request) + "\n", cwd=tmp_path)
     assert answered.returncode == 0, answered.stderr
     (answer,) = [json.loads(line) for line in answered.stdout.splitlines()]
     results = answer["results"]
@@ -165,7 +165,6 @@ def test_no_newer_python_feature_hides_in_a_branch(module):
 
 @pytest.mark.parametrize("version", sorted(OLDER, key=lambda v: tuple(map(int, v.split(".")))))
 def test_an_older_python_is_refused_by_name(version, host_zip, tmp_path):
-    answered = _run([str(OLDER[version]), "-c", hostcode.BOOTSTRAP, str(host_zip), "0", hostcode.bundle()[1]],
-                    input="", cwd=tmp_path)
+    answered = _run(hostcode.agent_command(str(OLDER[version]), str(host_zip)), input="", cwd=tmp_path)
     assert answered.returncode == hostcode.EXIT_OLD_PYTHON
     assert f"python {version} is too old: the host side needs 3.8 or newer" in answered.stderr
