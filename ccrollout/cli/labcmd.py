@@ -9,7 +9,7 @@ from .. import errors
 def cmd_lab(args) -> int:
     from .. import lab
     if args.lab_command == "up":
-        print(lab.up(hosts=args.hosts, behind_jump=args.behind_jump))
+        print(lab.up(hosts=args.hosts, behind_jump=args.behind_jump, with_monitoring=args.monitoring))
     elif args.lab_command == "down":
         lab.down()
     elif args.lab_command == "status":

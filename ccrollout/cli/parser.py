@@ -152,6 +152,8 @@ def build_parser(config=None) -> argparse.ArgumentParser:
     up.add_argument("--hosts", type=int, default=3)
     up.add_argument("--behind-jump", action="append", default=[], metavar="HOST",
                     help="a host (lab2...) that refuses SSH from this machine: reached through lab1 only")
+    up.add_argument("--no-monitoring", dest="monitoring", action="store_false",
+                    help="no node_exporter per host and no Prometheus (they take CPU a large lab may need)")
     lab_commands.add_parser("down", help="remove every trace of the lab")
     lab_commands.add_parser("status", help="what of the lab is up")
     lab_commands.add_parser("inventory", help="print the path of the lab's inventory")

@@ -10,6 +10,7 @@ reads its totals from memory.
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 import time
@@ -37,6 +38,14 @@ class Watcher(threading.Thread):
         self.ready = threading.Event()   # set after the first tick (or a failure to start)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        # Written to by stop(): it wakes the tick's select, so a stop is not a tick late.
+        self._wake_read, self._wake_write = os.pipe()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._lock:  # never a write to a closed descriptor's number, which may be reused
+            if self._wake_write is not None:
+                os.write(self._wake_write, b"x")
 
     def run(self) -> None:
         retransmits = None
@@ -58,13 +67,17 @@ class Watcher(threading.Thread):
                         self.connections = dict(ledger.connections)
                         self.overflowed += dropped
                     self.ready.set()
-                    select.select([channel], [], [], TICK_SECONDS)
+                    select.select([channel, self._wake_read], [], [], TICK_SECONDS)
         except sockdiag.SockDiagError as exc:
             self.error = str(exc)
         finally:
             if retransmits:
                 retransmits.stop()  # the probe goes with the watcher, whatever ends it
             self.ready.set()
+            with self._lock:
+                os.close(self._wake_read)
+                os.close(self._wake_write)
+                self._wake_write = None
 
     def reading(self) -> dict:
         with self._lock:
@@ -106,7 +119,7 @@ def start(state_dir: str, lifetime: float, source: str) -> dict:
     watcher.start()
     watcher.ready.wait(_TRACER_START_WAIT_SECONDS if source == "trace" else _START_WAIT_SECONDS)
     if watcher.error or not watcher.is_alive():
-        watcher.stopping.set()
+        watcher.stop()
         raise sockdiag.SockDiagError(watcher.error or "the socket watcher did not start (it needs CAP_NET_ADMIN)")
     _current = watcher
     reading = watcher.reading()
@@ -118,6 +131,6 @@ def stop(state_dir: str) -> dict:
     watcher, _current = _current, None
     running = watcher is not None and watcher.is_alive()
     if watcher is not None:
-        watcher.stopping.set()
+        watcher.stop()
         watcher.join(_STOP_WAIT_SECONDS)
     return {"changed": False, "stopped": running}

@@ -248,6 +248,21 @@ def test_up_is_idempotent_and_grows_and_shrinks(fleet):
                                         text=True).stdout
 
 
+def test_up_without_monitoring_stops_it_and_up_brings_it_back(fleet):
+    marker = str(lab.lab_dir() / "monitoring")
+    lab.up(HOSTS, with_monitoring=False)
+    try:
+        info = lab.status()
+        assert not info["prometheus"]["running"]
+        assert [h["node_exporter_pid"] for h in info["hosts"].values()] == [None] * HOSTS
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # none left
+        assert {h["sshd_pid"] is not None for h in info["hosts"].values()} == {True}
+    finally:
+        lab.up(HOSTS)
+    info = lab.status()
+    assert info["prometheus"]["running"] and info["prometheus"]["targets_up"] == HOSTS
+
+
 def test_down_leaves_nothing_behind(fleet):
     root = lab.lab_dir()
     # Leave the kinds of things that outlive a careless teardown: an SSH session with a
