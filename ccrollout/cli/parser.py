@@ -1,6 +1,7 @@
 """The command line's grammar: every command, its options and their help."""
 
 import argparse
+import sys
 
 
 EXIT_CODES = """exit codes:
@@ -12,16 +13,29 @@ EXIT_CODES = """exit codes:
   70 a bug in ccrollout (CCROLLOUT_DEBUG=1 or -vvv shows its traceback)   130  interrupted"""
 
 
+class _VersionAction(argparse.Action):
+    """argparse's --version, but the version is looked up only when asked: reading the
+    installed package's metadata costs every other command 12 ms."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, help="show the version and exit"):
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .verbosity import package_version
+        sys.stdout.write(f"{parser.prog} {package_version()}\n")
+        parser.exit()
+
+
 def build_parser(config=None) -> argparse.ArgumentParser:
     """The grammar, with the defaults of CONFIG (a config.Config: ccrollout.cfg and CCROLLOUT_*)."""
     from ..config import Config
     from .completion import host_patterns, plan_files
-    from .verbosity import VERBOSITY_HELP, add_verbosity, package_version
+    from .verbosity import VERBOSITY_HELP, add_verbosity
     config = config or Config()
     parser = argparse.ArgumentParser(
         prog="ccrollout", description="Roll BPF TCP congestion controls onto a fleet in canary stages.",
         epilog=VERBOSITY_HELP + "\n\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     add_verbosity(parser, "verbose_before_command")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
