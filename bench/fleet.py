@@ -32,12 +32,13 @@ from ccrollout.inventory import load_inventory  # noqa: E402
 
 FORKS = 20
 ANSIBLE_HOSTS = 20
-# The CLI, reporting how many agents (SSH commands) its sessions started.
-# Its own peak RSS too: a child forked from this (large, after a simulation) process would
-# otherwise report the parent's pages as its own.
-COUNTING_CLI = ("import atexit, resource, sys\nfrom ccrollout import cli, fleet\n"
+# The CLI, reporting how many agents (SSH commands) its sessions started, and its own peak
+# RSS: VmHWM belongs to the program's own memory, while getrusage's ru_maxrss survives exec
+# and would report the pages of this (large, after a simulation) process that forked it.
+COUNTING_CLI = ("import atexit, re, sys\nfrom ccrollout import cli, fleet\n"
+                "peak = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
                 "atexit.register(lambda: sys.stderr.write('bench: commands %d rss %d\\n' % (fleet.Session.commands_run, "
-                "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+                "peak())))\n"
                 "sys.exit(cli.main(sys.argv[1:]))")
 
 
