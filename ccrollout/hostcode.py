@@ -124,6 +124,9 @@ def unpack():
         if name.endswith(".py"):
             py_compile.compile(os.path.join(partial, name), dfile=os.path.join(tree, name), doraise=True,
                                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    if unpacked():  # another agent unpacked it meanwhile, and may run from it: keep that one
+        shutil.rmtree(partial, ignore_errors=True)
+        return
     if os.path.isdir(tree):
         stale = "%s.%s.stale" % (tree, os.urandom(8).hex())
         os.rename(tree, stale)

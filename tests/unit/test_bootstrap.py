@@ -73,3 +73,18 @@ def test_a_state_directory_others_may_write_is_refused(tmp_path):
         refused = bootstrap(state_dir, ZIP)
         assert refused.returncode == 1 and b"no one else may write" in refused.stderr
         assert list(state_dir.iterdir()) == []
+
+
+def test_agents_that_start_together_each_answer_and_leave_one_unpacked_copy(tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    (state_dir / hostcode.remote_name()).write_bytes(ZIP)  # held, not yet unpacked: each may unpack
+    first = line({"id": 7, "state_dir": str(state_dir), "actions": [{"op": "drift"}]})
+    command = hostcode.agent_command(sys.executable, str(state_dir / hostcode.remote_name()))
+    agents = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(4)]
+    for agent in agents:
+        out, err = agent.communicate(first, timeout=60)
+        assert agent.returncode == 0 and json.loads(out)["id"] == 7, err
+    assert sorted(p.name for p in state_dir.iterdir()) == sorted(
+        [hostcode.remote_name(), hostcode.remote_name().removesuffix(".pyz")])
