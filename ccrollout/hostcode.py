@@ -103,7 +103,7 @@ if not held():
             os.unlink(old)
 def unpacked():
     try:
-        manifest = os.path.join(tree, "MANIFEST")
+        manifest = os.path.join(tree, MANIFEST_NAME)
         if sha256_of(manifest) != listed:
             return False
         with open(manifest) as handle:
@@ -135,17 +135,20 @@ def unpack():
         os.rename(partial, tree)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
-if not unpacked():
+ready = unpacked()
+if not ready:
     try:
         unpack()
+        ready = unpacked()
     except Exception:
         pass
-sys.path.insert(0, tree if unpacked() else path)
+sys.path.insert(0, tree if ready else path)
 sys.argv = [path]
 runpy.run_module("ccrollout.host", run_name="__main__")
 """
 NEED_CODE = '{"need": "host side"}'  # the bootstrap's one line of its own, before the agent's
-BOOTSTRAP = BOOTSTRAP.replace("NEED_CODE", repr(NEED_CODE))
+for _placeholder, _value in (("NEED_CODE", NEED_CODE), ("MANIFEST_NAME", MANIFEST)):
+    BOOTSTRAP = BOOTSTRAP.replace(_placeholder, repr(_value))
 
 EXIT_OLD_PYTHON = 76
 EXIT_NO_PYTHON = 77  # interpreter discovery found no Python 3.8 or newer
