@@ -127,21 +127,24 @@ def ensure_prometheus(paths: LabPaths, subnet, names) -> None:
     wait_for_targets(paths, len(names))
 
 
+def _our_prometheus() -> subprocess.Popen | None:
+    """The Prometheus this process started last, if it started one."""
+    return next((process for process in reversed(_STARTED) if process.args[0] == PROMETHEUS), None)
+
+
 def _prometheus_runs(paths: LabPaths) -> bool:
     """Whether Prometheus still runs: asked of the process itself where this process started
     it. Its pid file's check reads the command line, which the kernel fills in only once the
     new program is loaded: empty for a moment after exec, longer with a cold page cache (the
     first `lab up` on a fresh machine)."""
-    ours = [process for process in _STARTED if process.args[0] == PROMETHEUS]
-    if ours:
-        return ours[-1].poll() is None
-    return prometheus_pid(paths) is not None
+    ours = _our_prometheus()
+    return ours.poll() is None if ours else prometheus_pid(paths) is not None
 
 
 def _how_it_ended() -> str:
     """How the Prometheus this process started ended, where it did: what its log may not say."""
-    ours = [process for process in _STARTED if process.args[0] == PROMETHEUS]
-    code = ours[-1].poll() if ours else None
+    ours = _our_prometheus()
+    code = ours.poll() if ours else None
     if code is None:
         return ""
     return f" (killed by signal {-code})" if code < 0 else f" (exit status {code})"
